@@ -1,0 +1,1 @@
+"""Model backends: one protocol, several engines (transformers+peft, vLLM, OpenAI-compatible, fake)."""

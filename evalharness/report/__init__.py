@@ -1,0 +1,1 @@
+"""Reports: rich terminal tables, Markdown and HTML. Reads only run directories."""

@@ -1,0 +1,254 @@
+"""Every record that touches disk, as pydantic models.
+
+A run directory holds these records as JSON lines (one record per line, appended as each unit
+of work finishes) plus one ``manifest.json``. The field docstrings are the documentation of
+the on-disk format; the README's "Run directory" section points here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evalharness.keys import content_key
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a record changes shape; readers refuse newer versions than they know."""
+
+Role = Literal["system", "user", "assistant"]
+Winner = Literal["A", "B", "tie"]
+RunStatus = Literal["running", "complete", "failed", "interrupted"]
+
+
+class Record(BaseModel):
+    """Base of all records: immutable, and unknown fields are an error (typos surface)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Message(Record):
+    """One chat turn."""
+
+    role: Role
+    """Who speaks: ``system``, ``user`` or ``assistant``."""
+    content: str
+    """The text of the turn."""
+
+
+class Prompt(Record):
+    """One prompt of a prompt set."""
+
+    id: str
+    """Unique id within its prompt set; answers and judgments refer to it."""
+    messages: tuple[Message, ...]
+    """The conversation sent to the model; a plain ``prompt`` becomes one user message."""
+    reference: str | None = None
+    """A reference answer, used by the reference judge and shown in reports."""
+    category: str = "default"
+    """A free label for grouping results (reports filter and break down by it)."""
+
+
+class PromptSet(Record):
+    """A validated prompt set and the hash of its content."""
+
+    name: str
+    """Short name (the file stem)."""
+    source: str
+    """Where it was read from (a path or a dataset name)."""
+    sha256: str
+    """Hash of the canonical JSON of all prompts, in order: equal content, equal hash."""
+    prompts: tuple[Prompt, ...]
+    """The prompts, in file order."""
+
+
+class ModelSpec(Record):
+    """One thing that answers prompts: the baseline, an adapter, or a merged model.
+
+    Identity is content, not path: ``key`` changes when the base model's fingerprint or the
+    adapter's weights change, and only then.
+    """
+
+    name: str
+    """Display name: ``baseline``, the adapter folder's name, or the model folder's name."""
+    kind: Literal["base", "adapter", "merged", "endpoint"]
+    """``base``: the base model alone; ``adapter``: base + a PEFT LoRA adapter; ``merged``: a
+    full model folder; ``endpoint``: a model served by an OpenAI-compatible endpoint."""
+    base_model: str
+    """The base model as given (hub id or local folder); for ``merged``, the model folder."""
+    base_fingerprint: str
+    """Content fingerprint of the base model (see ``candidates.fingerprint_model``)."""
+    adapter: str | None = None
+    """Absolute path of the adapter folder, for ``kind == "adapter"``."""
+    adapter_sha256: str | None = None
+    """Hash of the adapter's config and weights files."""
+    lora_rank: int | None = None
+    """The adapter's LoRA rank ``r``."""
+    lora_alpha: float | None = None
+    """The adapter's ``lora_alpha``."""
+    target_modules: tuple[str, ...] = ()
+    """Module names the adapter modifies (from ``adapter_config.json``)."""
+    hyperparameters: dict[str, float | int | str] = Field(default_factory=dict)
+    """Training hyperparameters found beside the adapter (learning rate, epochs, ...)."""
+
+    @property
+    def key(self) -> str:
+        """Content identity of the model: what answers and scores are keyed on."""
+        return content_key(
+            {"base": self.base_fingerprint, "adapter": self.adapter_sha256, "kind": self.kind}
+        )
+
+
+class GenConfig(Record):
+    """How answers are generated. Every field changes the output, so all are in the key."""
+
+    max_new_tokens: int = Field(default=256, ge=1)
+    """Most tokens generated per answer."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    """0 means greedy decoding (deterministic); above 0 samples."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling threshold (used only when sampling)."""
+    seed: int = 0
+    """Seed for sampling; each prompt gets its own stream derived from it."""
+    stop: tuple[str, ...] = ()
+    """Strings that end an answer early (not included in the answer)."""
+
+
+class Answer(Record):
+    """One model's answer to one prompt."""
+
+    key: str
+    """Content key: model identity + prompt content + generation config."""
+    prompt_id: str
+    """The prompt answered."""
+    model: str
+    """Display name of the model that answered."""
+    model_key: str
+    """Content identity of the model (``ModelSpec.key``)."""
+    text: str
+    """The answer text, special tokens removed."""
+    n_tokens: int
+    """Tokens generated."""
+    finish_reason: Literal["stop", "length"]
+    """``stop``: the model ended the answer; ``length``: cut at ``max_new_tokens``."""
+    seconds: float
+    """Wall time attributed to this answer (its batch's time divided among its members)."""
+
+
+class TokenUsage(Record):
+    """Tokens a judge call consumed."""
+
+    prompt_tokens: int = 0
+    """Input tokens billed."""
+    completion_tokens: int = 0
+    """Output tokens billed."""
+
+
+class Judgment(Record):
+    """One game: a judge compared answer A with answer B for one prompt, in one order.
+
+    Every prompt is judged twice, once with each model in position A. ``first`` and
+    ``second`` name the models in positions A and B; the judge saw only "A" and "B".
+    """
+
+    key: str
+    """Content key: judge config + template hash, prompt, and the two answers in this order."""
+    prompt_id: str
+    """The prompt judged."""
+    judge: str
+    """Name of the judge."""
+    first: str
+    """Model whose answer was shown as A."""
+    second: str
+    """Model whose answer was shown as B."""
+    verdict: str | None
+    """The judge's label on its scale (``A``, ``B``, ``tie``, or ``A>>B`` ... ``B>>A``);
+    ``None`` when no valid verdict could be read (see ``error``)."""
+    winner: Winner | None
+    """Which position won (``A``, ``B``) or ``tie``; ``None`` for an invalid judgment.
+    Invalid judgments are never counted as ties."""
+    weight_a: float | None = None
+    """Soft preference P(A better) from the verdict token's log-probs, when available."""
+    first_length: int | None = None
+    """Length of answer A in characters (for length diagnostics and length control)."""
+    second_length: int | None = None
+    """Length of answer B in characters."""
+    category: str = "default"
+    """The prompt's category."""
+    raw: str = ""
+    """The judge's raw output (kept for audit; invalid verdicts keep their text here)."""
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    """Judge tokens consumed, all attempts included."""
+    cost_usd: float = 0.0
+    """Estimated cost from the judge's configured prices."""
+    attempts: int = 1
+    """Calls made for this judgment (retries included)."""
+    error: str | None = None
+    """Why the judgment is invalid, when it is."""
+
+
+class PerplexityRecord(Record):
+    """Negative log-likelihood of one evaluation example under one model."""
+
+    key: str
+    """Content key: model identity + example content."""
+    model: str
+    """Display name of the model scored."""
+    model_key: str
+    """Content identity of the model."""
+    example_id: str
+    """Id of the evaluation example."""
+    nll_sum: float
+    """Sum of the natural-log NLL over the scored tokens."""
+    n_tokens: int
+    """Tokens scored (response tokens for prompt/response pairs, all for plain text)."""
+    n_bytes: int
+    """UTF-8 bytes of the scored text (for bits per byte)."""
+
+
+class DataRef(Record):
+    """Where an input file came from and what it held."""
+
+    name: str
+    """Short name."""
+    source: str
+    """Path or dataset name."""
+    sha256: str
+    """Content hash."""
+    n: int
+    """Number of records."""
+
+
+class Manifest(Record):
+    """What a run directory holds, enough to redo or audit it. Rewritten atomically."""
+
+    schema_version: int = SCHEMA_VERSION
+    """Version of these records."""
+    run_id: str
+    """The run directory's name."""
+    command: str
+    """The evalharness command that made the run (``generate``, ``ppl``, ...)."""
+    created: str
+    """ISO-8601 UTC time the run was first started."""
+    updated: str
+    """ISO-8601 UTC time of the last change."""
+    versions: dict[str, str]
+    """Versions of Python, evalharness and the ML libraries in use."""
+    argv: tuple[str, ...]
+    """The command line of the latest invocation."""
+    backend: str | None = None
+    """Backend that generated or scored (``hf``, ``vllm``, ``openai``, ``fake``)."""
+    prompts: DataRef | None = None
+    """The prompt set answered."""
+    ppl_data: DataRef | None = None
+    """The evaluation data scored for perplexity."""
+    candidates: tuple[ModelSpec, ...] = ()
+    """Every model in the run, baseline included."""
+    baseline: str | None = None
+    """Name of the baseline model, when there is one."""
+    gen: GenConfig | None = None
+    """Generation settings."""
+    status: RunStatus = "running"
+    """``complete`` when every stage finished; ``interrupted`` after Ctrl-C; ``failed``."""
+    counts: dict[str, int] = Field(default_factory=dict)
+    """Records on disk per file (answers, perplexity, judgments)."""

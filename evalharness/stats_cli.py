@@ -1,0 +1,266 @@
+"""CLI commands of the statistics package (``power``, ``stats``); registered by cli.py.
+
+Parsing and printing only: every number comes from ``evalharness.stats``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from evalharness.errors import UserError
+from evalharness.stats import (
+    Interval,
+    StatsSummary,
+    detectable_win_rate,
+    infer_baseline,
+    power_at,
+    prompts_needed,
+    read_judgments,
+    summarize,
+    to_jsonable,
+)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _ci(interval: Interval | None) -> str:
+    if interval is None or math.isnan(interval.low):
+        return "-"
+    return f"[{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+
+
+def _p(value: float) -> str:
+    return f"{value:.3g}" if value >= 0.001 else "<0.001"
+
+
+def _num(value: float, digits: int = 2) -> str:
+    return "-" if math.isnan(value) else f"{value:+.{digits}f}"
+
+
+def power(
+    win_rate: Annotated[
+        float | None,
+        typer.Option("--win-rate", help="True win rate to detect (ties as half), e.g. 0.6."),
+    ] = None,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", help="Prompts available: report the smallest detectable win rate."),
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Two-sided significance level.")] = 0.05,
+    power_: Annotated[float, typer.Option("--power", help="Wanted power.")] = 0.8,
+    tie_rate: Annotated[
+        float,
+        typer.Option("--tie-rate", help="Share of prompts expected to tie (score exactly 0.5)."),
+    ] = 0.0,
+) -> None:
+    """Prompts needed to tell a win rate from 50%, or the smallest win rate n prompts detect.
+
+    The test is the exact two-sided sign test over prompts that `stats` runs.
+    """
+    if win_rate is None and n is None:
+        raise UserError(
+            "power needs --win-rate P or --n N. Fix: e.g. evalharness power --win-rate 0.6"
+        )
+    console = Console()
+    setting = f"two-sided exact sign test, alpha {alpha:g}, power {power_:g}"
+    if tie_rate:
+        setting += f", tie rate {tie_rate:g}"
+    if win_rate is not None:
+        need = prompts_needed(win_rate, alpha=alpha, power=power_, tie_rate=tie_rate)
+        console.print(
+            f"To tell a {_pct(win_rate)} win rate from 50% ({setting}) you need "
+            f"[bold]{need.n}[/bold] prompts (power there {need.achieved_power:.3f}). "
+            f"{need.n_first} is the first n that reaches the power, but exact power zig-zags "
+            f"with n, so plan for {need.n}. Normal approximation: {need.normal_approximation}."
+        )
+    if n is not None:
+        found = detectable_win_rate(n, alpha=alpha, power=power_, tie_rate=tie_rate)
+        if found.win_rate is None:
+            console.print(
+                f"With {n} prompts no win rate is detected with power {power_:g} ({setting})."
+            )
+        else:
+            console.print(
+                f"With {n} prompts the smallest win rate detected ({setting}) is "
+                f"[bold]{_pct(found.win_rate)}[/bold] (or, losing, {_pct(1 - found.win_rate)})."
+                " Smaller differences from 50% will usually look like noise."
+            )
+    if win_rate is not None and n is not None:
+        console.print(
+            f"Power with {n} prompts at a {_pct(win_rate)} win rate: "
+            f"{power_at(n, win_rate, alpha=alpha, tie_rate=tie_rate):.3f}."
+        )
+
+
+def _print_summary(summary: StatsSummary, source: Path, console: Console) -> None:
+    level = f"{100 * summary.confidence:g}%"
+    console.print(
+        f"[bold]{source}[/bold]: {summary.n_judgments} judgments by "
+        f"{', '.join(summary.judges)}; baseline [bold]{summary.baseline}[/bold]; "
+        f"{summary.n_invalid} invalid (never counted as ties)"
+        + (f"; {summary.n_duplicates} duplicate keys dropped" if summary.n_duplicates else "")
+    )
+    h2h = Table(title=f"Head to head against {summary.baseline} (ties count half)")
+    for column in (
+        "candidate",
+        "prompts",
+        "W/T/L games",
+        "win rate",
+        f"Wilson {level}",
+        f"bootstrap {level}",
+        "p (sign)",
+        "p Holm",
+        "length-controlled",
+        "soft",
+        "invalid",
+    ):
+        h2h.add_column(column, justify="left" if column == "candidate" else "right")
+    for c in summary.candidates:
+        h = c.head_to_head
+        lc = c.length_controlled
+        h2h.add_row(
+            h.candidate,
+            str(h.n_prompts),
+            f"{h.wins}/{h.ties}/{h.losses}",
+            _pct(h.win_rate),
+            _ci(h.wilson),
+            _ci(h.bootstrap),
+            _p(h.p_value),
+            _p(c.p_holm),
+            f"{_pct(lc.win_rate)} {_ci(lc.interval)}" if lc else "-",
+            _pct(h.soft_win_rate),
+            str(h.n_invalid),
+        )
+    console.print(h2h)
+    bias = Table(title="Judge bias")
+    for column in (
+        "candidate",
+        "both orders agree",
+        "position A wins",
+        "win rate when longer",
+        "when shorter",
+        "mean length diff (chars)",
+    ):
+        bias.add_column(column, justify="left" if column == "candidate" else "right")
+    for c in summary.candidates:
+        b = c.bias
+        bias.add_row(
+            b.candidate,
+            _pct(b.position_consistency),
+            _pct(b.position.first_position_rate),
+            f"{_pct(b.longer_win_rate)} (n={b.n_longer})",
+            f"{_pct(b.shorter_win_rate)} (n={b.n_shorter})",
+            _num(b.mean_length_difference, 0),
+        )
+    console.print(bias)
+    pos = summary.position
+    console.print(
+        f"Over all judgments position A won {_pct(pos.first_position_rate)} of "
+        f"{pos.n_decided} decided games (p = {_p(pos.p_value)}); judging both orders cancels "
+        "this in the win rates."
+    )
+    bt = Table(
+        title=f"League (Bradley-Terry, {summary.league.n_boot} bootstrap rounds over prompts)"
+    )
+    for column in (
+        "rank",
+        "model",
+        "strength",
+        f"{level} interval",
+        f"P(beats {summary.baseline})",
+        f"{level} interval ",
+        "rank range",
+        "games",
+    ):
+        bt.add_column(column, justify="left" if column == "model" else "right")
+    for s in summary.league.standings:
+        bt.add_row(
+            str(s.rank),
+            s.model,
+            _num(s.strength),
+            f"[{s.interval.low:+.2f}, {s.interval.high:+.2f}]",
+            _pct(s.win_probability),
+            _ci(s.win_probability_interval),
+            f"{s.rank_interval.low:.0f}-{s.rank_interval.high:.0f}",
+            str(s.n_games),
+        )
+    console.print(bt)
+    if summary.paired:
+        paired = Table(title="Adapter against adapter (same prompts, paired)")
+        for column in (
+            "a",
+            "b",
+            "prompts",
+            "a - b",
+            f"{level} interval",
+            "a better / b better",
+            "p (sign)",
+            "p Holm",
+        ):
+            paired.add_column(column, justify="left" if column in "ab" else "right")
+        for pair in summary.paired:
+            cmp = pair.comparison
+            paired.add_row(
+                cmp.a,
+                cmp.b,
+                str(cmp.n_prompts),
+                f"{100 * cmp.difference:+.1f}",
+                _ci(cmp.interval),
+                f"{cmp.a_better} / {cmp.b_better}",
+                _p(cmp.p_value),
+                _p(pair.p_holm),
+            )
+        console.print(paired)
+    if summary.detectable is not None:
+        d = summary.detectable
+        console.print(
+            f"With {d.n} prompts, only win rates beyond {_pct(d.win_rate)} (or below "
+            f"{_pct(None if d.win_rate is None else 1 - d.win_rate)}) are detected with 80% "
+            "power; a candidate inside that band may still be different from the baseline."
+        )
+
+
+def stats(
+    file: Annotated[
+        Path, typer.Argument(help="Judgments file (JSON lines; schema in docs/statistics.md).")
+    ],
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="The model every candidate is compared with (default: the one in every pair)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap rounds.")] = 2000,
+    format_: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Every statistic of a judgments file: win rates, intervals, tests, bias, league."""
+    if format_ not in {"table", "json"}:
+        raise UserError(f"--format {format_!r} is not known. Fix: use --format table or json.")
+    if bootstrap < 100:
+        raise UserError(
+            f"--bootstrap {bootstrap} is too few rounds for a 95% interval. "
+            "Fix: use at least 100 (default 2000)."
+        )
+    judgments = read_judgments(file)
+    chosen = baseline if baseline is not None else infer_baseline(judgments)
+    summary = summarize(judgments, chosen, seed=seed, n_boot=bootstrap)
+    if format_ == "json":
+        typer.echo(json.dumps(to_jsonable(summary), indent=2))
+    else:
+        _print_summary(summary, file, Console())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the statistics commands (``power``, ``stats``) to ``app``."""
+    app.command("power")(power)
+    app.command("stats")(stats)
