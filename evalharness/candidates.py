@@ -198,7 +198,7 @@ def _lora_shape_problem(name: str, shape: list[int], base: dict[str, list[int]])
     for part, axis in ((".lora_A.", 1), (".lora_B.", 0)):
         if part not in name:
             continue
-        module = _strip_model_prefix(name.split(part)[0])
+        module = _strip_model_prefix(name.split(part, maxsplit=1)[0])
         base_shape = base.get(module + ".weight")
         if base_shape is None:
             return f"the base has no weight for {module}"

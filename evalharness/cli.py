@@ -172,11 +172,40 @@ def kit(
     console.print(f"prompts: {built.prompts}\nperplexity data: {built.eval_data}")
 
 
+def _say_interrupted(console: Console) -> None:
+    console.print("interrupted: everything finished so far is saved; rerun the same command "
+                  "to resume")
+
+
+@app.command()
+def demo(
+    backend: BackendOption = "hf",
+    runs_root: RunsRootOption = Path("runs"),
+) -> None:
+    """The offline demo: build the tiny kit, answer held-out questions, score perplexity."""
+    from evalharness.demo.run import run_demo
+    from evalharness.progress import RichProgress
+    from evalharness.report.terminal import counts_line, show_run
+    from evalharness.store import RunDir
+
+    console = _console()
+    console.print("building the tiny model kit, or reusing it (about 30 s the first time)")
+    with RichProgress() as progress:
+        built, result = run_demo(runs_root, _backend_factory(backend), backend, tuple(sys.argv),
+                                 progress)
+    show_run(console, RunDir(result.run_dir), limit=4)
+    assert result.answers is not None
+    a = result.answers
+    console.print(counts_line("answers", a.total, a.on_disk, a.reused, a.computed))
+    console.print(f"kit: {built.root}\nrun directory: {result.run_dir}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI, mapping errors to exit codes (2 bad input, 130 interrupted)."""
     console = Console(stderr=True)
     try:
-        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        code = app(args=list(argv) if argv is not None else None, prog_name="evalharness",
+                   standalone_mode=False)
     except UserError as exc:
         # Plain text: messages hold brackets (pip extras) that rich would read as markup.
         console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
@@ -191,10 +220,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             console.print(Text(f"error: {exc.format_message()}"))
         sys.exit(EXIT_BAD_INPUT)
     except (KeyboardInterrupt, typer.Abort):
-        console.print("interrupted: everything finished so far is saved; rerun the same "
-                      "command to resume")
+        _say_interrupted(console)
         sys.exit(EXIT_INTERRUPTED)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if code == EXIT_INTERRUPTED:  # typer returns Ctrl-C as exit code 130
+        _say_interrupted(console)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

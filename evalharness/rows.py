@@ -105,10 +105,8 @@ def _read_pandas(path: Path, suffix: str) -> list[Row]:
 
 
 def _read_datasets_dir(path: Path, what: str) -> list[Row]:
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a core dependency
-        raise UserError(f"{path}: reading a folder needs 'datasets'. Fix: pip install datasets")
+    import datasets
+
     try:
         loaded: Any = datasets.load_from_disk(str(path))
     except Exception:

@@ -27,6 +27,13 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class KeyedRecord(Record):
+    """A record of an append-only log: its ``key`` says which unit of work it finished."""
+
+    key: str
+    """Content key (see ``evalharness.keys``)."""
+
+
 class Message(Record):
     """One chat turn."""
 
@@ -114,7 +121,7 @@ class GenConfig(Record):
     """Strings that end an answer early (not included in the answer)."""
 
 
-class Answer(Record):
+class Answer(KeyedRecord):
     """One model's answer to one prompt."""
 
     key: str
@@ -144,7 +151,7 @@ class TokenUsage(Record):
     """Output tokens billed."""
 
 
-class Judgment(Record):
+class Judgment(KeyedRecord):
     """One game: a judge compared answer A with answer B for one prompt, in one order.
 
     Every prompt is judged twice, once with each model in position A. ``first`` and
@@ -187,7 +194,7 @@ class Judgment(Record):
     """Why the judgment is invalid, when it is."""
 
 
-class PerplexityRecord(Record):
+class PerplexityRecord(KeyedRecord):
     """Negative log-likelihood of one evaluation example under one model."""
 
     key: str

@@ -23,15 +23,14 @@ import warnings
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from evalharness.errors import UserError
-from evalharness.keys import content_key as content_key
-from evalharness.schema import SCHEMA_VERSION, Manifest
+from evalharness.schema import SCHEMA_VERSION, KeyedRecord, Manifest
 
-R = TypeVar("R", bound=BaseModel)
+R = TypeVar("R", bound=KeyedRecord)
 
 ANSWERS = "answers.jsonl"
 PERPLEXITY = "perplexity.jsonl"
@@ -105,7 +104,7 @@ class JsonlLog(Generic[R]):
 
     def keys(self) -> set[str]:
         """The ``key`` field of every record on disk."""
-        return {str(getattr(record, "key")) for record in self._iter_records()}
+        return {record.key for record in self._iter_records()}
 
     def append(self, record: R) -> None:
         """Append one record and flush it to the OS."""
@@ -250,7 +249,7 @@ def find_reusable(root: Path, filename: str, record_type: type[R], wanted: set[s
             print(f"warning: not reusing {path}: {exc}", file=sys.stderr)
             continue
         for record in records:
-            key = str(getattr(record, "key"))
+            key = record.key
             if key in wanted and key not in found:
                 found[key] = record
         if len(found) == len(wanted):

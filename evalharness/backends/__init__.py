@@ -1,1 +1,1 @@
-"""Model backends: one protocol, several engines (transformers+peft, vLLM, OpenAI-compatible, fake)."""
+"""Model backends behind one protocol: transformers+peft, vLLM, OpenAI-compatible, fake."""

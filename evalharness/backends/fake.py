@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from evalharness.backends.base import GenRequest, Generation, Scored, ScoreRequest, cut_at_stop
+from evalharness.backends.base import Generation, GenRequest, Scored, ScoreRequest, cut_at_stop
 from evalharness.keys import content_key
 from evalharness.schema import GenConfig, ModelSpec
 
@@ -37,8 +37,9 @@ class FakeBackend:
             self.calls["generate"] += 1
             text, stopped = cut_at_stop(self.answer(request), gen.stop)
             words = text.split()[: gen.max_new_tokens]
-            finish = "stop" if stopped or len(text.split()) <= gen.max_new_tokens else "length"
-            yield Generation(request, " ".join(words), len(words), finish, 0.0)
+            cut = not stopped and len(text.split()) > gen.max_new_tokens
+            yield Generation(request, " ".join(words), len(words), "length" if cut else "stop",
+                             0.0)
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
         """Per-word NLLs in [0.5, 1.5) from a hash of model and word."""

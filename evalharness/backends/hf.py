@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from evalharness.backends.base import GenRequest, Generation, Scored, ScoreRequest, cut_at_stop
+from evalharness.backends.base import Generation, GenRequest, Scored, ScoreRequest, cut_at_stop
 from evalharness.backends.tokens import prompt_ids, scoring_ids
 from evalharness.errors import BackendError, UserError, require_module
 from evalharness.schema import GenConfig, ModelSpec

@@ -249,19 +249,22 @@ def pretrain_base(folder: Path, tokenizer: Any, text: DemoText, recipe: BaseReci
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="float32",
+        dtype="float32",
     )
     model = LlamaForCausalLM(config)
     stream = torch.tensor(_pretraining_ids(tokenizer, text))
     window = 128
     generator = torch.Generator().manual_seed(recipe.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.0)
+    steps = recipe.pretrain_steps
+    # Linear warm-up over 20 steps, then linear decay to 5% of the peak rate.
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / 20) * max(0.05, 1 - step / recipe.pretrain_steps)
+        optimizer, lambda step: min(1.0, (step + 1) / 20) * max(0.05, 1 - step / steps)
     )
     model.train()
     for _ in range(recipe.pretrain_steps):
-        starts = torch.randint(0, len(stream) - window - 1, (recipe.batch_size,), generator=generator)
+        starts = torch.randint(0, len(stream) - window - 1, (recipe.batch_size,),
+                               generator=generator)
         batch = torch.stack([stream[s : s + window] for s in starts.tolist()])
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
