@@ -46,6 +46,13 @@ def _num(value: float, digits: int = 2) -> str:
     return "-" if math.isnan(value) else f"{value:+.{digits}f}"
 
 
+def _wide_console() -> Console:
+    # Piped or captured output has no width; wrapping an 11-column table at 80 characters
+    # would break every cell, so write long lines instead.
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def power(
     win_rate: Annotated[
         float | None,
@@ -257,7 +264,7 @@ def stats(
     if format_ == "json":
         typer.echo(json.dumps(to_jsonable(summary), indent=2))
     else:
-        _print_summary(summary, file, Console())
+        _print_summary(summary, file, _wide_console())
 
 
 def register(app: typer.Typer) -> None:

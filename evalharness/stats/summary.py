@@ -1,0 +1,264 @@
+"""Everything ``evalharness stats`` shows, computed from a list of judgments.
+
+``summarize`` is the one entry point the CLI, the report and the pipelines share: give it
+judgments and the baseline's name (and, optionally, perplexities and hyperparameters) and it
+returns one frozen ``StatsSummary``. ``to_jsonable`` turns any result into plain JSON values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from evalharness.errors import UserError
+from evalharness.schema import Judgment, ModelSpec
+from evalharness.stats.bias import JudgeBias, PositionBias, judge_bias, position_bias
+from evalharness.stats.bradley_terry import League, league
+from evalharness.stats.games import pair_games, prompt_scores
+from evalharness.stats.headtohead import HeadToHead, head_to_head_from_scores
+from evalharness.stats.hyperparams import HyperparameterRow, Scalar, hyperparameter_effects
+from evalharness.stats.length import LengthControlled, length_controlled
+from evalharness.stats.multiple import holm
+from evalharness.stats.paired import PairedComparison, paired_comparison
+from evalharness.stats.paradox import Paradox, Perplexity, perplexity_paradox
+from evalharness.stats.power import DetectableWinRate, detectable_win_rate
+
+PAIRED_LIMIT = 12
+"""Adapter-vs-adapter comparisons are made among at most this many best candidates."""
+
+
+@dataclass(frozen=True)
+class CandidateStats:
+    """One candidate against the baseline."""
+
+    head_to_head: HeadToHead
+    """Win rate, intervals, sign test."""
+    p_holm: float
+    """The sign test's p-value, Holm-adjusted over all candidates."""
+    bias: JudgeBias
+    """Position and length diagnostics of the judge on these games."""
+    length_controlled: LengthControlled | None
+    """Length-controlled win rate; None with fewer than 20 prompts with lengths."""
+
+
+@dataclass(frozen=True)
+class AdjustedPair:
+    """An adapter-vs-adapter comparison with its Holm-adjusted p-value."""
+
+    comparison: PairedComparison
+    """The paired comparison."""
+    p_holm: float
+    """Its sign test p-value, Holm-adjusted over all pairs compared."""
+
+
+@dataclass(frozen=True)
+class StatsSummary:
+    """All statistics of a set of judgments."""
+
+    baseline: str
+    """The model every candidate is compared with."""
+    judges: tuple[str, ...]
+    """Judges found in the judgments (games of several judges are pooled)."""
+    n_judgments: int
+    """Judgments used (after dropping duplicates)."""
+    n_invalid: int
+    """Judgments without a readable verdict (never counted as ties)."""
+    n_duplicates: int
+    """Judgments dropped because an earlier one had the same key."""
+    candidates: tuple[CandidateStats, ...]
+    """Every model that played the baseline, highest win rate first."""
+    position: PositionBias
+    """Position-A preference over all judgments."""
+    league: League
+    """Bradley-Terry standings over all battles."""
+    paired: tuple[AdjustedPair, ...]
+    """Adapter-vs-adapter comparisons on shared prompts (among the best ``PAIRED_LIMIT``)."""
+    paradox: Paradox | None
+    """Perplexity against win rate, when perplexities were given."""
+    hyperparameters: tuple[HyperparameterRow, ...]
+    """Win rate by hyperparameter value, when hyperparameters were given."""
+    detectable: DetectableWinRate | None
+    """Smallest win rate this many prompts could detect (median prompts per candidate)."""
+    seed: int
+    """Bootstrap seed."""
+    n_boot: int
+    """Bootstrap rounds."""
+    confidence: float
+    """Interval level."""
+
+
+def dedupe(judgments: Sequence[Judgment]) -> tuple[list[Judgment], int]:
+    """Keep the first judgment of each key (a key is the work's content: same key, same game).
+
+    >>> from evalharness.schema import Judgment
+    >>> j = Judgment(key="k", prompt_id="p", judge="j", first="a", second="b", verdict="A",
+    ...              winner="A")
+    >>> len(dedupe([j, j])[0]), dedupe([j, j])[1]
+    (1, 1)
+    """
+    seen: set[str] = set()
+    kept: list[Judgment] = []
+    for j in judgments:
+        if j.key not in seen:
+            seen.add(j.key)
+            kept.append(j)
+    return kept, len(judgments) - len(kept)
+
+
+def infer_baseline(judgments: Sequence[Judgment]) -> str:
+    """The one model that appears in every pair of models judged.
+
+    >>> from evalharness.schema import Judgment
+    >>> def j(a, b):
+    ...     return Judgment(key=a + b, prompt_id="p", judge="j", first=a, second=b,
+    ...                     verdict="A", winner="A")
+    >>> infer_baseline([j("x", "base"), j("base", "y")])
+    'base'
+
+    Raises:
+        UserError: no judgments, or no model or more than one model is in every pair.
+    """
+    pairs = {frozenset((j.first, j.second)) for j in judgments}
+    if not pairs:
+        raise UserError("no judgments to analyse. Fix: pass a file with at least one judgment.")
+    common = set.intersection(*(set(p) for p in pairs))
+    if len(common) == 1:
+        return next(iter(common))
+    models = sorted({m for p in pairs for m in p})
+    if common:
+        raise UserError(
+            f"cannot tell the baseline: {' and '.join(sorted(common))} both appear in every "
+            "pair. Fix: pass --baseline NAME."
+        )
+    raise UserError(
+        f"no model appears in every pair of models judged ({', '.join(models)}). "
+        "Fix: pass --baseline NAME."
+    )
+
+
+def summarize(
+    judgments: Sequence[Judgment],
+    baseline: str,
+    *,
+    seed: int = 0,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    perplexity: Mapping[str, Perplexity | tuple[float, float]] | None = None,
+    hyperparameters: Mapping[str, Mapping[str, Scalar]] | Sequence[ModelSpec] | None = None,
+    paired_limit: int = PAIRED_LIMIT,
+) -> StatsSummary:
+    """Compute every statistic for ``judgments`` against ``baseline``.
+
+    Args:
+        judgments: judgments in the documented schema (duplicates by key are dropped).
+        baseline: the model every candidate is compared with.
+        seed: bootstrap seed (the same seed gives the same intervals).
+        n_boot: bootstrap rounds.
+        confidence: interval level.
+        perplexity: optional candidate -> (token perplexity, bits per byte).
+        hyperparameters: optional candidate -> hyperparameters, or ``ModelSpec`` objects.
+        paired_limit: compare adapters pairwise among at most this many best candidates.
+
+    Raises:
+        UserError: ``baseline`` does not appear in the judgments.
+    """
+    kept, n_dup = dedupe(list(judgments))
+    models = sorted({m for j in kept for m in (j.first, j.second)})
+    if baseline not in models:
+        raise UserError(
+            f"baseline '{baseline}' is not in the judgments (models: {', '.join(models)}). "
+            "Fix: pass --baseline with one of those names."
+        )
+    opponents = sorted(
+        {
+            j.second if j.first == baseline else j.first
+            for j in kept
+            if baseline in (j.first, j.second)
+        }
+        - {baseline}
+    )
+    rows: list[tuple[HeadToHead, JudgeBias, LengthControlled | None]] = []
+    all_scores = []
+    for name in opponents:
+        games = pair_games(kept, name, baseline)
+        scores = prompt_scores(games)
+        all_scores.append(scores)
+        h2h = head_to_head_from_scores(
+            scores, games, seed=seed, n_boot=n_boot, confidence=confidence
+        )
+        lc = length_controlled(games, seed=seed, n_boot=n_boot, confidence=confidence)
+        rows.append((h2h, judge_bias(games), lc))
+    adjusted = holm([r[0].p_value for r in rows])
+    candidates = sorted(
+        (CandidateStats(h, p, b, lc) for (h, b, lc), p in zip(rows, adjusted, strict=True)),
+        key=lambda c: (-np.nan_to_num(c.head_to_head.win_rate, nan=-1.0), c.head_to_head.candidate),
+    )
+    # Best first, so "a - b" reads as how far the better-ranked adapter leads.
+    by_name = {s.candidate: s for s in all_scores}
+    chosen = [by_name[c.head_to_head.candidate] for c in candidates[:paired_limit]]
+    comparisons = [
+        paired_comparison(a, b, seed=seed, n_boot=n_boot, confidence=confidence)
+        for a, b in combinations(chosen, 2)
+    ]
+    paired_adjusted = holm([c.p_value for c in comparisons])
+    sizes = [c.head_to_head.n_prompts for c in candidates if c.head_to_head.n_prompts > 0]
+    return StatsSummary(
+        baseline=baseline,
+        judges=tuple(sorted({j.judge for j in kept})),
+        n_judgments=len(kept),
+        n_invalid=sum(j.winner is None for j in kept),
+        n_duplicates=n_dup,
+        candidates=tuple(candidates),
+        position=position_bias(kept),
+        league=league(kept, baseline, seed=seed, n_boot=n_boot, confidence=confidence),
+        paired=tuple(AdjustedPair(c, p) for c, p in zip(comparisons, paired_adjusted, strict=True)),
+        paradox=perplexity_paradox(
+            all_scores, perplexity, seed=seed, n_boot=n_boot, confidence=confidence
+        )
+        if perplexity
+        else None,
+        hyperparameters=hyperparameter_effects(
+            hyperparameters,
+            all_scores,
+            perplexity,
+            seed=seed,
+            n_boot=n_boot,
+            confidence=confidence,
+        )
+        if hyperparameters
+        else (),
+        detectable=detectable_win_rate(int(np.median(sizes)), alpha=1.0 - confidence)
+        if sizes
+        else None,
+        seed=seed,
+        n_boot=n_boot,
+        confidence=confidence,
+    )
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON values for any statistics result: NaN and infinities become ``None``.
+
+    >>> from evalharness.stats.intervals import Interval
+    >>> to_jsonable({"ci": Interval(0.1, float("nan")), "n": np.int64(3)})
+    {'ci': {'low': 0.1, 'high': None}, 'n': 3}
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return {name: to_jsonable(getattr(value, name)) for name in value._fields}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,127 @@
+"""Bradley-Terry: the fit is the maximum of the likelihood, checked with scipy.optimize."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from evalharness.schema import Judgment
+from evalharness.stats import battles_from_judgments, fit_bradley_terry, league
+
+
+def direct_fit(wins: np.ndarray, reference: int) -> np.ndarray:
+    """Maximise sum_ij W_ij log sigmoid(theta_i - theta_j) with scipy (theta_ref = 0)."""
+    k = wins.shape[0]
+    free = [i for i in range(k) if i != reference]
+
+    def negative_log_likelihood(x: np.ndarray) -> float:
+        theta = np.zeros(k)
+        theta[free] = x
+        diff = theta[:, None] - theta[None, :]
+        return float(np.sum(wins * np.logaddexp(0.0, -diff)))
+
+    result = optimize.minimize(
+        negative_log_likelihood, np.zeros(k - 1), method="BFGS", options={"gtol": 1e-10}
+    )
+    theta = np.zeros(k)
+    theta[free] = result.x
+    return theta
+
+
+def simulated_league(
+    seed: int, strengths: dict[str, float], n_prompts: int, round_robin: bool
+) -> list[Judgment]:
+    rng = np.random.default_rng(seed)
+    names = list(strengths)
+    pairs = [(a, "base") for a in names if a != "base"]
+    if round_robin:
+        pairs += [
+            (a, b) for i, a in enumerate(names) for b in names[i + 1 :] if "base" not in (a, b)
+        ]
+    out = []
+    for a, b in pairs:
+        p = 1 / (1 + np.exp(-(strengths[a] - strengths[b])))
+        for prompt in range(n_prompts):
+            for order in (0, 1):
+                u = rng.random()
+                a_result = "tie" if abs(u - p) < 0.04 else ("win" if u < p else "loss")
+                first, second = (a, b) if order == 0 else (b, a)
+                if a_result == "tie":
+                    winner = "tie"
+                else:
+                    winner = "A" if (a_result == "win") == (order == 0) else "B"
+                out.append(
+                    Judgment(
+                        key=f"{a}{b}{prompt}{order}",
+                        prompt_id=f"q{prompt}",
+                        judge="j",
+                        first=first,
+                        second=second,
+                        verdict=winner,
+                        winner=winner,
+                    )
+                )  # type: ignore[arg-type]
+    return out
+
+
+STRENGTHS = {"base": 0.0, "a": 0.8, "b": 0.3, "c": -0.4, "d": 0.0}
+
+
+@pytest.mark.parametrize("round_robin", [False, True])
+def test_scores_equal_a_direct_scipy_fit(round_robin: bool) -> None:
+    battles = battles_from_judgments(simulated_league(1, STRENGTHS, 60, round_robin))
+    total = battles.wins.sum(axis=0)
+    ref = battles.models.index("base")
+    ours = fit_bradley_terry(total, ref)
+    theirs = direct_fit(total, ref)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_ties_count_half_and_invalid_are_ignored() -> None:
+    js = [
+        Judgment(
+            key="1", prompt_id="p", judge="j", first="a", second="base", verdict="tie", winner="tie"
+        ),
+        Judgment(
+            key="2", prompt_id="p", judge="j", first="base", second="a", verdict="B", winner="B"
+        ),
+        Judgment(
+            key="3", prompt_id="q", judge="j", first="a", second="base", verdict=None, winner=None
+        ),
+    ]
+    battles = battles_from_judgments(js)
+    assert battles.models == ("a", "base")
+    assert battles.prompt_ids == ("p",)
+    np.testing.assert_allclose(battles.wins.sum(axis=0), [[0, 1.5], [0.5, 0]])
+    # 1.5 of 2 points: theta = log(1.5 / 0.5) exactly.
+    # (the 1e-6 ridge moves it by ~3e-6 on two games)
+    assert fit_bradley_terry(battles.wins.sum(axis=0), 1)[0] == pytest.approx(np.log(3), abs=1e-5)
+
+
+def test_league_ranks_planted_strengths_with_intervals() -> None:
+    result = league(
+        simulated_league(2, STRENGTHS, 150, round_robin=True), "base", n_boot=300, seed=0
+    )
+    order = [s.model for s in result.standings]
+    assert order[0] == "a" and order[-1] == "c"
+    by_name = {s.model: s for s in result.standings}
+    assert by_name["base"].strength == 0.0
+    for name, truth in STRENGTHS.items():
+        if name != "base":
+            assert by_name[name].interval.contains(truth), (name, by_name[name])
+    assert by_name["a"].rank_interval.high <= 2  # a clearly leads
+    assert 0.5 < by_name["a"].win_probability < 0.8
+
+
+def test_a_model_that_never_lost_gets_a_finite_strength() -> None:
+    wins = np.array([[0.0, 10.0], [0.0, 0.0]])
+    theta = fit_bradley_terry(wins, reference=1)
+    assert np.isfinite(theta).all() and theta[0] > 10
+
+
+def test_unknown_baseline_is_a_user_error() -> None:
+    from evalharness.errors import UserError
+
+    with pytest.raises(UserError, match="baseline 'nope'"):
+        league(simulated_league(0, {"base": 0.0, "a": 0.5}, 5, False), "nope", n_boot=10)
