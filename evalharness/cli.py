@@ -9,13 +9,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from evalharness import stats_cli
+from evalharness.cli_backend import BackendChoice, backend_options
 from evalharness.errors import UserError
 from evalharness.schema import GenConfig
 
@@ -36,43 +37,27 @@ RunDirOption = Annotated[
     Path | None, typer.Option("--run-dir", help="Run directory (default: runs/<derived id>, "
                               "so rerunning a command resumes it).")]
 RunsRootOption = Annotated[Path, typer.Option("--runs-root", help="Where run directories live.")]
-BackendOption = Annotated[str, typer.Option("--backend", help="Model backend: hf "
-                                            "(transformers+peft).")]
 BaseOption = Annotated[str | None, typer.Option(
     "--base", help="Base model (hub id or folder); default: from the adapters' configs.")]
-DeviceOption = Annotated[str | None, typer.Option(help="hf backend: cpu, cuda, ... "
-                                                  "(default: cuda if available).")]
-DtypeOption = Annotated[str | None, typer.Option(help="hf backend: float32, bfloat16, float16.")]
-BatchOption = Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")]
 
 
 def _console() -> Console:
     return Console(soft_wrap=False)
 
 
-def _backend_factory(name: str, **options: Any) -> Any:
-    from evalharness.backends.registry import check_backend_name, make_backend
-
-    check_backend_name(name)  # a typo must not wait until the first missing answer
-    chosen = {k: v for k, v in options.items() if v is not None}
-    return lambda: make_backend(name, **chosen)
-
-
 @app.command()
+@backend_options(verify=False)
 def generate(
     models: Annotated[list[str], typer.Argument(help="'baseline', PEFT adapter folders, or "
                                                 "merged model folders.")],
     prompts: Annotated[Path, typer.Option("--prompts", "-p", help="Prompt set file.")],
+    backend: BackendChoice,
     base: BaseOption = None,
-    backend: BackendOption = "hf",
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
     seed: int = 0,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    batch_size: BatchOption = 16,
     run_dir: RunDirOption = None,
     runs_root: RunsRootOption = Path("runs"),
 ) -> None:
@@ -83,12 +68,11 @@ def generate(
 
     gen = GenConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                     seed=seed, stop=tuple(stop or ()))
-    factory = _backend_factory(backend, device=device, dtype=dtype, batch_size=batch_size)
     with RichProgress() as progress:
-        result = run_models(models, command="generate", backend_factory=factory,
-                            backend_name=backend, prompts=prompts, base=base, gen=gen,
+        result = run_models(models, command="generate", backend_factory=backend.factory(),
+                            backend_name=backend.name, prompts=prompts, base=base, gen=gen,
                             run_dir=run_dir, runs_root=runs_root, argv=sys.argv,
-                            progress=progress)
+                            progress=progress, verify=backend.verify)
     console = _console()
     assert result.answers is not None
     a = result.answers
@@ -98,15 +82,13 @@ def generate(
 
 
 @app.command()
+@backend_options(verify=False)
 def ppl(
     models: Annotated[list[str], typer.Argument(help="'baseline', adapter or model folders.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Evaluation data: rows with "
                                        "'text', or 'prompt'/'messages' + 'response'.")],
+    backend: BackendChoice,
     base: BaseOption = None,
-    backend: BackendOption = "hf",
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    batch_size: BatchOption = 16,
     run_dir: RunDirOption = None,
     runs_root: RunsRootOption = Path("runs"),
 ) -> None:
@@ -115,11 +97,11 @@ def ppl(
     from evalharness.progress import RichProgress
     from evalharness.report.terminal import counts_line, perplexity_table
 
-    factory = _backend_factory(backend, device=device, dtype=dtype, batch_size=batch_size)
     with RichProgress() as progress:
-        result = run_models(models, command="ppl", backend_factory=factory,
-                            backend_name=backend, ppl_data=data, base=base, run_dir=run_dir,
-                            runs_root=runs_root, argv=sys.argv, progress=progress)
+        result = run_models(models, command="ppl", backend_factory=backend.factory(),
+                            backend_name=backend.name, ppl_data=data, base=base,
+                            run_dir=run_dir, runs_root=runs_root, argv=sys.argv,
+                            progress=progress, verify=backend.verify)
     console = _console()
     console.print(perplexity_table(result.summaries))
     assert result.perplexity is not None
@@ -178,8 +160,9 @@ def _say_interrupted(console: Console) -> None:
 
 
 @app.command()
+@backend_options(verify=True)
 def demo(
-    backend: BackendOption = "hf",
+    backend: BackendChoice,
     runs_root: RunsRootOption = Path("runs"),
 ) -> None:
     """The offline demo: build the tiny kit, answer held-out questions, score perplexity."""
@@ -191,8 +174,8 @@ def demo(
     console = _console()
     console.print("building the tiny model kit, or reusing it (about 30 s the first time)")
     with RichProgress() as progress:
-        built, result = run_demo(runs_root, _backend_factory(backend), backend, tuple(sys.argv),
-                                 progress)
+        built, result = run_demo(runs_root, backend.factory(), backend.name, tuple(sys.argv),
+                                 progress, verify=backend.verify)
     show_run(console, RunDir(result.run_dir), limit=4)
     assert result.answers is not None
     a = result.answers

@@ -38,6 +38,7 @@ from evalharness.schema import (
     Prompt,
     PromptSet,
 )
+from evalharness.selfcheck import ServingCheck, check_serving
 from evalharness.store import ANSWERS, PERPLEXITY, JsonlLog, RunDir, find_reusable, utc_now
 
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -63,19 +64,29 @@ class _Silent:
         pass
 
 
+BackendFactory = Callable[[Path], Backend]
+"""Makes a backend; gets the run directory (where a server writes its log)."""
+
+
 @dataclass
 class LazyBackend:
-    """Creates and prepares the backend only when a stage has work for it."""
+    """Creates, prepares and (optionally) self-checks the backend when a stage needs it."""
 
-    factory: Callable[[], Backend]
+    factory: BackendFactory
     models: Sequence[ModelSpec]
+    run_dir: Path
+    verify_probes: Sequence[str] = ()
+    """Texts for the serving self-check; empty: no check."""
+    check: ServingCheck | None = None
     _backend: Backend | None = None
 
     def get(self) -> Backend:
-        """The backend, created and prepared on first use."""
+        """The backend, created, prepared and checked on first use."""
         if self._backend is None:
-            self._backend = self.factory()
+            self._backend = self.factory(self.run_dir)
             self._backend.prepare(self.models)
+            if self.verify_probes:
+                self.check = check_serving(self._backend, self.models, self.verify_probes)
         return self._backend
 
     @property
@@ -131,14 +142,18 @@ def default_run_id(command: str, models: Sequence[ModelSpec], inputs: object) ->
 
 
 @contextmanager
-def tracked_run(run: RunDir, manifest: Manifest) -> Iterator[Manifest]:
-    """Write the manifest as running; mark it complete, interrupted or failed at the end."""
+def tracked_run(run: RunDir, manifest: Manifest) -> Iterator[dict[str, object]]:
+    """Write the manifest as running; at the end, mark it complete, interrupted or failed.
+
+    Yields a dict of further manifest fields to record at the end (e.g. the self-check).
+    """
     if run.exists():
         manifest = manifest.model_copy(update={"created": run.read_manifest().created})
     run.write_manifest(manifest)
     status = "failed"
+    updates: dict[str, object] = {}
     try:
-        yield manifest
+        yield updates
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -147,7 +162,7 @@ def tracked_run(run: RunDir, manifest: Manifest) -> Iterator[Manifest]:
         counts = {name: _count_lines(run.path / name) for name in (ANSWERS, PERPLEXITY)
                   if (run.path / name).exists()}
         run.write_manifest(manifest.model_copy(
-            update={"status": status, "updated": utc_now(), "counts": counts}))
+            update={**updates, "status": status, "updated": utc_now(), "counts": counts}))
 
 
 def _count_lines(path: Path) -> int:
@@ -224,6 +239,16 @@ def score_perplexity(run: RunDir, models: Sequence[ModelSpec], data: EvalData,
     return StageCounts(len(wanted), len(on_disk), len(borrowed), len(missing))
 
 
+PROBES = 4
+
+
+def probe_texts(prompt_set: PromptSet | None, data: EvalData | None) -> tuple[str, ...]:
+    """A few texts of the user's own for the serving self-check."""
+    texts = [p.messages[-1].content for p in prompt_set.prompts] if prompt_set else []
+    texts += [e.text for e in data.examples] if data else []
+    return tuple(texts[:PROBES])
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What ``generate`` and ``perplexity`` return."""
@@ -257,7 +282,7 @@ def run_models(
     models: Sequence[str],
     *,
     command: str,
-    backend_factory: Callable[[], Backend],
+    backend_factory: BackendFactory,
     backend_name: str,
     prompts: Path | str | None = None,
     ppl_data: Path | str | None = None,
@@ -267,11 +292,13 @@ def run_models(
     runs_root: Path = DEFAULT_RUNS_ROOT,
     argv: Sequence[str] = (),
     progress: Progress | None = None,
+    verify: bool = False,
 ) -> RunResult:
     """Generate answers to ``prompts`` and/or score ``ppl_data`` for ``models``, resumably.
 
     This is the engine behind ``evalharness generate`` and ``evalharness ppl``. Every input
-    is validated before any model is loaded.
+    is validated before any model is loaded. With ``verify``, the serving self-check runs
+    before the first model call (see ``evalharness.selfcheck``).
     """
     specs = resolve_models(models, base)
     prompt_set = load_prompt_set(prompts) if prompts is not None else None
@@ -292,17 +319,20 @@ def run_models(
         baseline="baseline" if any(s.kind == "base" for s in specs) else None,
         gen=gen if prompt_set else None,
     )
-    backend = LazyBackend(backend_factory, specs)
+    backend = LazyBackend(backend_factory, specs, run.path,
+                          verify_probes=probe_texts(prompt_set, data) if verify else ())
     answers = ppl = None
     summaries: dict[str, PerplexitySummary] = {}
     try:
-        with tracked_run(run, manifest):
+        with tracked_run(run, manifest) as updates:
             if prompt_set is not None:
                 answers = generate_answers(run, specs, prompt_set, gen, backend, runs_root,
                                            progress)
             if data is not None:
                 ppl = score_perplexity(run, specs, data, backend, runs_root, progress)
                 summaries = perplexity_summaries(run, specs, data)
+            if backend.check is not None:
+                updates["serving_check"] = backend.check.summary()
     finally:
         backend.close()
     return RunResult(run.path, tuple(specs), answers, ppl, summaries, backend.loaded)

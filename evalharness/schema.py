@@ -255,6 +255,8 @@ class Manifest(Record):
     """Name of the baseline model, when there is one."""
     gen: GenConfig | None = None
     """Generation settings."""
+    serving_check: str | None = None
+    """What the serving self-check measured (``--verify``), when it ran."""
     status: RunStatus = "running"
     """``complete`` when every stage finished; ``interrupted`` after Ctrl-C; ``failed``."""
     counts: dict[str, int] = Field(default_factory=dict)

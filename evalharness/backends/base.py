@@ -88,3 +88,14 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     if not positions:
         return text, False
     return text[: min(positions)], True
+
+
+def adapter_name(model: ModelSpec) -> str:
+    """The name an adapter is loaded under: its content hash.
+
+    A retrained adapter at the same path gets a new name, so no engine or server can serve
+    it from a stale cache.
+    """
+    if model.adapter_sha256 is None:
+        raise ValueError(f"{model.name} is not an adapter")
+    return "lora-" + model.adapter_sha256[:16]

