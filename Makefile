@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test lint unit bench clean
+.PHONY: venv demo test lint unit bench clean browser
 
 venv: $(VENV)/.installed
 
@@ -29,7 +29,15 @@ lint: venv
 	$(PY) -m ruff check evalharness
 	$(PY) -m mypy evalharness
 
-test: venv lint
+# Debian's Chromium + ChromeDriver for the HTML report's browser test (needs root; without
+# them that test is skipped with the reason printed).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	  { apt-get install -y --no-install-recommends chromium chromium-driver || \
+	    { apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; } || \
+	    echo "warning: could not install chromium; the browser test will be skipped"; }
+
+test: venv lint browser
 	$(PY) -m pytest -p no:cacheprovider
 
 unit: venv

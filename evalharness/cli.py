@@ -18,6 +18,7 @@ from rich.text import Text
 from evalharness import stats_cli
 from evalharness.cli_backend import BackendChoice, backend_options
 from evalharness.errors import UserError
+from evalharness.report import cli as report_cli
 from evalharness.schema import GenConfig
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 stats_cli.register(app)
+report_cli.register(app)
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130

@@ -179,10 +179,12 @@ class OpenAIBackend:
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
         """Completions with echo + logprobs on our token ids (one generated token, dropped)."""
+        # Tokenize up front, in this thread: transformers' lazy imports are not thread-safe.
+        encoded = {id(r): scoring_ids(self._tokenizer(r.model.base_model), r.text, r.context)
+                   for r in requests}
 
         def one(request: ScoreRequest) -> Scored:
-            tokenizer = self._tokenizer(request.model.base_model)
-            scoring = scoring_ids(tokenizer, request.text, request.context)
+            scoring = encoded[id(request)]
             response = self._client.completions.create(
                 model=self._served[request.model.key], prompt=scoring.ids, max_tokens=1,
                 temperature=0.0, echo=True, logprobs=0,

@@ -1,0 +1,487 @@
+"""The report's content as sections of paragraphs and tables, and its Markdown rendering.
+
+``report_sections`` decides what the report says (which tables, which numbers, with which
+intervals); ``render_markdown`` and ``html.render_html`` only lay it out, so the two formats
+always show the same numbers. Every rate is printed with its interval.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from evalharness.report.data import ReportData
+from evalharness.stats import Interval, wilson
+
+_NUMERIC = re.compile(r"^[-+<$]?\d")
+
+FIGURE_FOREST = "forest"
+FIGURE_PARADOX = "paradox"
+FIGURE_LENGTH = "length"
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """Plain text (renderers escape it)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of plain-text cells; the first column is a label, the rest are numbers."""
+
+    caption: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    def numeric(self, column: int) -> bool:
+        """Whether a column holds numbers (right-aligned): every filled cell starts with one.
+
+        >>> Table("t", ("a", "b"), (("x", "1.0%"), ("y", "-"))).numeric(1)
+        True
+        """
+        cells = [r[column] for r in self.rows if r[column] not in {"", "-"}]
+        return bool(cells) and all(_NUMERIC.match(c) for c in cells)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """Where a plot goes (the HTML report draws it; Markdown leaves it out)."""
+
+    name: str
+    caption: str
+
+
+Block = Paragraph | Table | Figure
+
+
+@dataclass(frozen=True)
+class Section:
+    """One titled part of the report."""
+
+    id: str
+    """Anchor id (letters and dashes)."""
+    title: str
+    blocks: tuple[Block, ...]
+
+
+# --- number formatting -------------------------------------------------------------------
+
+
+def _nan(value: float | None) -> bool:
+    return value is None or math.isnan(value)
+
+
+def pct(value: float | None) -> str:
+    """A rate as a percentage with one decimal.
+
+    >>> pct(0.62), pct(float("nan"))
+    ('62.0%', '-')
+    """
+    return "-" if value is None or _nan(value) else f"{100 * value:.1f}%"
+
+
+def ci(interval: Interval | None) -> str:
+    """An interval of rates, in percent.
+
+    >>> ci(Interval(0.4816, 0.7414))
+    '[48.2, 74.1]'
+    """
+    if interval is None or _nan(interval.low) or _nan(interval.high):
+        return "[-]"
+    return f"[{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+
+
+def rate(value: float | None, interval: Interval | None) -> str:
+    """A rate with its interval: ``62.0% [48.2, 74.1]``."""
+    return "-" if _nan(value) else f"{pct(value)} {ci(interval)}"
+
+
+def pval(value: float) -> str:
+    """A p-value: three significant digits, or ``<0.001``.
+
+    >>> pval(0.11894), pval(0.00001)
+    ('0.119', '<0.001')
+    """
+    if math.isnan(value):
+        return "-"
+    return f"{value:.3g}" if value >= 0.001 else "<0.001"
+
+
+def num(value: float | None, digits: int = 2, sign: bool = False) -> str:
+    """A plain number (``-`` when missing)."""
+    if value is None or _nan(value):
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def num_ci(value: float, interval: Interval, digits: int = 2, sign: bool = False) -> str:
+    """A number with its interval: ``+0.85 [+0.10, +1.62]``."""
+    if _nan(value):
+        return "-"
+    if _nan(interval.low) or _nan(interval.high):
+        return f"{num(value, digits, sign)} [-]"
+    return (f"{num(value, digits, sign)} [{num(interval.low, digits, sign)}, "
+            f"{num(interval.high, digits, sign)}]")
+
+
+def points(difference: float, interval: Interval) -> str:
+    """A difference of rates in percentage points: ``+25.0 points [+1.0, +52.0]``."""
+    scaled = Interval(100 * interval.low, 100 * interval.high)
+    return f"{num_ci(100 * difference, scaled, 1, sign=True)} points"
+
+
+def share(rate_: float, n: int, confidence: float) -> str:
+    """A share of ``n`` units with its Wilson interval and n: ``75.0% [53.1, 88.8] (n=20)``."""
+    if n == 0 or _nan(rate_):
+        return "- (n=0)"
+    return f"{rate(rate_, wilson(rate_ * n, n, confidence))} (n={n})"
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+def _verdict(win_rate: float, p_holm: float, confidence: float) -> str:
+    if _nan(win_rate):
+        return "no valid games"
+    if p_holm < 1.0 - confidence:
+        return "better" if win_rate > 0.5 else "worse"
+    return "cannot tell"
+
+
+def _summary(data: ReportData) -> Section:
+    s = data.stats
+    level = f"{100 * s.confidence:g}%"
+    n_prompts = len({j.prompt_id for j in data.judgments})
+    intro = (
+        f"Run {data.manifest.run_id}: {n_prompts} prompts, {s.n_judgments} judgments by "
+        f"{', '.join(s.judges)}, each prompt judged in both orders. Baseline: {s.baseline}. "
+        f"{s.n_invalid} judgment(s) had no readable verdict; they are counted here and never "
+        "scored as ties."
+        + (f" {s.n_duplicates} duplicate judgment(s) were dropped." if s.n_duplicates else "")
+    )
+    soft = any(c.head_to_head.soft_win_rate is not None for c in s.candidates)
+    columns = ["candidate", "verdict", "prompts", "W/T/L games", f"win rate, Wilson {level}",
+               f"bootstrap {level}", "p (sign)", "p Holm", f"length-controlled, {level}"]
+    if soft:
+        columns.append("soft win rate")
+    columns.append("invalid")
+    rows = []
+    for c in s.candidates:
+        h = c.head_to_head
+        lc = c.length_controlled
+        row = [h.candidate, _verdict(h.win_rate, c.p_holm, s.confidence), str(h.n_prompts),
+               f"{h.wins}/{h.ties}/{h.losses}", rate(h.win_rate, h.wilson), ci(h.bootstrap),
+               pval(h.p_value), pval(c.p_holm),
+               rate(lc.win_rate, lc.interval) if lc else "- (fewer than 20 prompts)"]
+        if soft:
+            row.append(f"{pct(h.soft_win_rate)} (n={h.n_soft_prompts})")
+        row.append(str(h.n_invalid))
+        rows.append(tuple(row))
+    blocks: list[Block] = [Paragraph(intro)]
+    if data.prompts_note:
+        blocks.append(Paragraph(f"Note: {data.prompts_note}."))
+    blocks += [
+        Table(f"Head to head against {s.baseline} (ties count half)", tuple(columns),
+              tuple(rows)),
+        Paragraph(
+            "Verdict: 'better' or 'worse' when the Holm-adjusted sign test rejects a 50% win "
+            f"rate at {100 * (1 - s.confidence):g}%; otherwise 'cannot tell'. A prompt's score "
+            "is the mean of its two games (win 1, tie 0.5, loss 0); intervals resample prompts."
+        ),
+        Figure(FIGURE_FOREST, f"Win rate against {s.baseline} with Wilson {level} intervals "
+               "(and the length-controlled rate); the line is 50%."),
+    ]
+    d = s.detectable
+    if d is not None and d.win_rate is not None:
+        blocks.append(Paragraph(
+            f"With {d.n} prompts, only win rates beyond {pct(d.win_rate)} (or below "
+            f"{pct(1 - d.win_rate)}) are detected with {100 * d.power:g}% power; a candidate "
+            "inside that band may still differ from the baseline."
+        ))
+    return Section("summary", "Summary", tuple(blocks))
+
+
+def _league(data: ReportData) -> Section | None:
+    s = data.stats
+    if len(s.candidates) < 2:
+        return None
+    level = f"{100 * s.confidence:g}%"
+    lg = s.league
+    rows = tuple(
+        (st.model, str(st.rank), f"{st.rank_interval.low:.0f}-{st.rank_interval.high:.0f}",
+         num_ci(st.strength, st.interval, sign=True),
+         rate(st.win_probability, st.win_probability_interval), str(st.n_games))
+        for st in lg.standings
+    )
+    blocks: list[Block] = [
+        Paragraph(
+            f"Bradley-Terry strengths from every valid game ({lg.n_games} games on "
+            f"{lg.n_prompts} prompts, adapter-vs-adapter games included), {lg.n_boot} bootstrap "
+            f"rounds over prompts. Strength is the log-odds of beating {s.baseline} "
+            f"(fixed at 0); the rank range is the {level} bootstrap interval of the rank."
+        ),
+        Table("League (Bradley-Terry)", ("model", "rank", f"rank range {level}",
+                                         f"strength, {level}",
+                                         f"P(beats {s.baseline}), {level}", "games"), rows),
+    ]
+    if s.paired:
+        blocks.append(Table(
+            "Adapter against adapter (same prompts, paired; each measured against "
+            f"{s.baseline})",
+            ("a", "b", "prompts", f"win rate a - b, {level}", "a better / b better",
+             "p (sign)", "p Holm"),
+            tuple(
+                (p.comparison.a, p.comparison.b, str(p.comparison.n_prompts),
+                 points(p.comparison.difference, p.comparison.interval),
+                 f"{p.comparison.a_better} / {p.comparison.b_better}",
+                 pval(p.comparison.p_value), pval(p.p_holm))
+                for p in s.paired
+            ),
+        ))
+    return Section("league", "League", tuple(blocks))
+
+
+def _perplexity(data: ReportData) -> Section | None:
+    if not data.perplexity:
+        return None
+    s = data.stats
+    level = f"{100 * s.confidence:g}%"
+    ref = data.manifest.ppl_data
+    where = f" on {ref.name} ({ref.n} examples, sha256 {ref.sha256[:12]})" if ref else ""
+    blocks: list[Block] = [
+        Paragraph(
+            f"Perplexity{where}; lower is better. Intervals resample the evaluation "
+            "examples. Token perplexity is exp(total NLL / total tokens); bits per byte does "
+            "not depend on the tokenizer."
+        ),
+        Table("Perplexity", ("model", "examples", "tokens", f"token ppl, {level}",
+                             "mean example ppl", f"bits/byte, {level}"),
+              tuple((r.summary.model, str(r.summary.n_examples), str(r.summary.n_tokens),
+                     num_ci(r.summary.token_perplexity, r.token_ppl_interval, 3),
+                     num(r.summary.mean_example_perplexity, 3),
+                     num_ci(r.summary.bits_per_byte, r.bits_per_byte_interval, 4))
+                    for r in data.perplexity)),
+    ]
+    px = s.paradox
+    if px is not None and px.rows:
+        metric = px.metric.replace("_", " ")
+        blocks += [
+            Table(f"Perplexity against win rate (sorted by {metric})",
+                  ("candidate", "token ppl", "bits/byte", f"win rate, Wilson {level}",
+                   "prompts"),
+                  tuple((r.candidate, num(r.token_ppl, 3), num(r.bits_per_byte, 4),
+                         rate(r.win_rate, r.interval), str(r.n_prompts)) for r in px.rows)),
+        ]
+        if not math.isnan(px.spearman.estimate):
+            blocks.append(Paragraph(
+                f"Rank correlation of {metric} with win rate (negative = they agree): Spearman "
+                f"{num_ci(px.spearman.estimate, px.spearman.interval, sign=True)}, Kendall "
+                f"{num_ci(px.kendall.estimate, px.kendall.interval, sign=True)} ({level} "
+                "bootstrap intervals over prompts)."
+            ))
+        if px.pairs:
+            blocks.append(Table(
+                "Paradox pairs: lower perplexity, yet lower win rate",
+                ("lower perplexity", "higher perplexity", f"{metric} (lower / higher)",
+                 f"win-rate lead of the higher, {level}", "clear reversal"),
+                tuple((p.lower, p.higher,
+                       f"{num(p.perplexity_lower, 4)} / {num(p.perplexity_higher, 4)}",
+                       points(p.difference, p.interval),
+                       "yes" if p.significant else "no")
+                      for p in px.pairs),
+            ))
+        else:
+            blocks.append(Paragraph("No paradox pairs: no candidate with lower perplexity "
+                                    "has a lower win rate."))
+        blocks += [Paragraph(px.sentence),
+                   Figure(FIGURE_PARADOX, f"Win rate (Wilson {level}) against {metric}.")]
+    return Section("perplexity", "Perplexity and win rate", tuple(blocks))
+
+
+def _bias(data: ReportData) -> Section:
+    s = data.stats
+    level = f"{100 * s.confidence:g}%"
+    rows = []
+    for c in s.candidates:
+        b = c.bias
+        rows.append((
+            b.candidate,
+            share(b.position_consistency, b.n_both_orders, s.confidence),
+            f"{share(b.position.first_position_rate, b.position.n_decided, s.confidence)}, "
+            f"p {pval(b.position.p_value)}",
+            share(b.longer_win_rate, b.n_longer, s.confidence),
+            share(b.shorter_win_rate, b.n_shorter, s.confidence),
+            num(b.mean_length_difference, 0, sign=True),
+        ))
+    pos = s.position
+    return Section("bias", "Judge bias", (
+        Paragraph(
+            "Both orders agree: share of prompts judged in both orders where the two games "
+            "gave the same result (n = prompts). Position A wins: share of decided games won "
+            "by the answer shown first (50% = no preference; n = games). Longer/shorter: the "
+            "candidate's mean game score when its answer was longer/shorter than the "
+            f"baseline's (n = games). Intervals: Wilson {level}; games of one prompt share "
+            "answers, so treat game-level intervals as diagnostics."
+        ),
+        Table("Judge bias per candidate", (
+            "candidate", "both orders agree", "position A wins", "win rate when longer",
+            "win rate when shorter", "mean length diff (chars)"), tuple(rows)),
+        Paragraph(
+            "Over all judgments position A won "
+            f"{share(pos.first_position_rate, pos.n_decided, s.confidence)} "
+            f"of decided games (p {pval(pos.p_value)}); ties were {pct(pos.tie_rate)} of valid "
+            "games. Judging both orders cancels a position preference in the win rates."
+        ),
+        Figure(FIGURE_LENGTH, "Length effect: win rate when the candidate's answer was longer "
+               "or shorter, and each prompt's score against the length difference."),
+    ))
+
+
+def _hyperparameters(data: ReportData) -> Section | None:
+    models = [m for m, h in data.hyperparameters.items() if h]
+    if not models:
+        return None
+    keys = sorted({k for m in models for k in data.hyperparameters[m]})
+    s = data.stats
+    level = f"{100 * s.confidence:g}%"
+    blocks: list[Block] = [
+        Table("Hyperparameters (from the manifest)", ("model", *keys),
+              tuple((m, *(str(data.hyperparameters[m].get(k, "-")) for k in keys))
+                    for m in models)),
+    ]
+    if s.hyperparameters:
+        blocks.append(Table(
+            f"Win rate by hyperparameter value (mean over the candidates sharing it, {level} "
+            "bootstrap over prompts)",
+            ("parameter", "value", "candidates", f"win rate, {level}", "perplexity (range)"),
+            tuple((r.parameter, r.value, ", ".join(r.candidates), rate(r.win_rate, r.interval),
+                   "-" if r.perplexity is None or r.perplexity_range is None else
+                   f"{num(r.perplexity, 4)} ({num(r.perplexity_range.low, 4)}-"
+                   f"{num(r.perplexity_range.high, 4)})")
+                  for r in s.hyperparameters),
+        ))
+        blocks.append(Paragraph("With a handful of adapters per value, these are hints for "
+                                "the next sweep, not effects."))
+    return Section("hyperparameters", "Hyperparameters", tuple(blocks))
+
+
+def _cost(data: ReportData) -> Section:
+    groups: dict[tuple[str, str], list[int | float]] = {}
+    for j in data.judgments:
+        key = (j.judge, " vs ".join(sorted((j.first, j.second))))
+        g = groups.setdefault(key, [0, 0, 0, 0, 0.0])
+        g[0] += 1
+        g[1] += j.attempts
+        g[2] += j.usage.prompt_tokens
+        g[3] += j.usage.completion_tokens
+        g[4] += j.cost_usd
+    rows = [(judge, pair, str(g[0]), str(g[1]), f"{int(g[2]):,}", f"{int(g[3]):,}",
+             f"${g[4]:.4f}") for (judge, pair), g in sorted(groups.items())]
+    totals = [sum(g[i] for g in groups.values()) for i in range(5)]
+    rows.append(("total", "", str(totals[0]), str(totals[1]), f"{int(totals[2]):,}",
+                 f"{int(totals[3]):,}", f"${totals[4]:.4f}"))
+    return Section("cost", "Judge tokens and cost", (
+        Table("Judge calls", ("judge", "models", "judgments", "calls (retries included)",
+                              "prompt tokens", "completion tokens", "cost (USD)"), tuple(rows)),
+        Paragraph("Cost is estimated from the judge's configured prices; judgments reused "
+                  "from other runs carry the cost of their first computation."),
+    ))
+
+
+def _provenance(data: ReportData) -> Section:
+    m = data.manifest
+    s = data.stats
+    rows: list[tuple[str, str]] = [
+        ("run id", m.run_id),
+        ("run directory", str(data.run_dir)),
+        ("command", m.command),
+        ("command line", shlex.join(m.argv)),
+        ("status", m.status),
+        ("created / updated", f"{m.created} / {m.updated}"),
+        ("backend", m.backend or "-"),
+    ]
+    if m.prompts is not None:
+        rows.append(("prompt set", f"{m.prompts.name} ({m.prompts.n} prompts) from "
+                                   f"{m.prompts.source}"))
+        rows.append(("prompt set sha256", m.prompts.sha256))
+    if m.ppl_data is not None:
+        rows.append(("perplexity data", f"{m.ppl_data.name} ({m.ppl_data.n} examples) from "
+                                        f"{m.ppl_data.source}"))
+        rows.append(("perplexity data sha256", m.ppl_data.sha256))
+    if m.gen is not None:
+        g = m.gen
+        rows.append(("generation", f"max_new_tokens={g.max_new_tokens} "
+                                   f"temperature={g.temperature} top_p={g.top_p} seed={g.seed}"
+                     + (f" stop={list(g.stop)}" if g.stop else "")))
+    rows.append(("judges", ", ".join(s.judges)))
+    rows.append(("statistics", f"seed {s.seed}, {s.n_boot} bootstrap rounds, "
+                               f"{100 * s.confidence:g}% intervals"))
+    rows += [(f"version: {k}", v) for k, v in sorted(m.versions.items())]
+    models = tuple(
+        (c.name, c.kind, c.base_model, c.base_fingerprint[:12],
+         c.adapter or "-", (c.adapter_sha256 or "-")[:12])
+        for c in m.candidates
+    )
+    return Section("provenance", "Provenance", (
+        Table("Run", ("field", "value"), tuple(rows)),
+        Table("Models", ("model", "kind", "base model", "base fingerprint", "adapter",
+                         "adapter sha256"), models),
+    ))
+
+
+def report_sections(data: ReportData) -> tuple[Section, ...]:
+    """The report's sections, in order; sections without data are left out."""
+    found = [_summary(data), _league(data), _perplexity(data), _bias(data),
+             _hyperparameters(data), _cost(data), _provenance(data)]
+    return tuple(s for s in found if s is not None)
+
+
+# --- Markdown ----------------------------------------------------------------------------
+
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+_EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def md_escape(text: str) -> str:
+    r"""Escape text so Markdown shows it literally (and renders no HTML from it).
+
+    Underscores inside words are left alone (GitHub never reads them as emphasis).
+
+    >>> md_escape("lora_rank *x* <img src=x> a|b")
+    'lora_rank \\*x\\* &lt;img src=x> a\\|b'
+    """
+    text = text.replace("\\", "\\\\")
+    for char in "*`|":
+        text = text.replace(char, "\\" + char)
+    text = _EDGE_UNDERSCORE.sub(r"\\_", text)
+    text = _TAG.sub("&lt;", text)
+    return " ".join(text.split())
+
+
+def _md_table(table: Table) -> list[str]:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(md_escape(c) or " " for c in cells) + " |"
+
+    align = ["---:" if table.numeric(i) else "---" for i in range(len(table.columns))]
+    return [f"**{md_escape(table.caption)}**", "", line(table.columns),
+            "| " + " | ".join(align) + " |", *(line(r) for r in table.rows), ""]
+
+
+def render_markdown(data: ReportData) -> str:
+    """The whole report as GitHub-flavoured Markdown."""
+    lines = [f"# evalharness report: {md_escape(data.manifest.run_id)}", ""]
+    for section in report_sections(data):
+        lines += [f"## {section.title}", ""]
+        for block in section.blocks:
+            if isinstance(block, Paragraph):
+                lines += [md_escape(block.text), ""]
+            elif isinstance(block, Table):
+                lines += _md_table(block)
+    lines.append("Made by `evalharness report` from the run directory alone; "
+                 "`evalharness stats` on its judgments gives the same numbers.")
+    return "\n".join(lines) + "\n"
