@@ -18,6 +18,7 @@ from rich.text import Text
 from evalharness import stats_cli
 from evalharness.cli_backend import BackendChoice, backend_options
 from evalharness.errors import UserError
+from evalharness.judging import cli as judging_cli
 from evalharness.report import cli as report_cli
 from evalharness.schema import GenConfig
 
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 stats_cli.register(app)
 report_cli.register(app)
+judging_cli.register(app)
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -71,10 +73,9 @@ def generate(
     gen = GenConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                     seed=seed, stop=tuple(stop or ()))
     with RichProgress() as progress:
-        result = run_models(models, command="generate", backend_factory=backend.factory(),
-                            backend_name=backend.name, prompts=prompts, base=base, gen=gen,
-                            run_dir=run_dir, runs_root=runs_root, argv=sys.argv,
-                            progress=progress, verify=backend.verify)
+        result = run_models(models, command="generate", backend=backend.spec(),
+                            prompts=prompts, base=base, gen=gen, run_dir=run_dir,
+                            runs_root=runs_root, argv=sys.argv, progress=progress)
     console = _console()
     assert result.answers is not None
     a = result.answers
@@ -100,10 +101,9 @@ def ppl(
     from evalharness.report.terminal import counts_line, perplexity_table
 
     with RichProgress() as progress:
-        result = run_models(models, command="ppl", backend_factory=backend.factory(),
-                            backend_name=backend.name, ppl_data=data, base=base,
-                            run_dir=run_dir, runs_root=runs_root, argv=sys.argv,
-                            progress=progress, verify=backend.verify)
+        result = run_models(models, command="ppl", backend=backend.spec(), ppl_data=data,
+                            base=base, run_dir=run_dir, runs_root=runs_root, argv=sys.argv,
+                            progress=progress)
     console = _console()
     console.print(perplexity_table(result.summaries))
     assert result.perplexity is not None
@@ -176,8 +176,7 @@ def demo(
     console = _console()
     console.print("building the tiny model kit, or reusing it (about 30 s the first time)")
     with RichProgress() as progress:
-        built, result = run_demo(runs_root, backend.factory(), backend.name, tuple(sys.argv),
-                                 progress, verify=backend.verify)
+        built, result = run_demo(runs_root, backend.spec(), tuple(sys.argv), progress)
     show_run(console, RunDir(result.run_dir), limit=4)
     assert result.answers is not None
     a = result.answers

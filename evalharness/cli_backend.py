@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from evalharness.backends.registry import BackendOptions, check_backend_name, make_backend
-from evalharness.pipeline import BackendFactory
+from evalharness.pipeline import BackendSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,10 +29,23 @@ class BackendChoice:
     options: BackendOptions
     verify: bool
 
-    def factory(self) -> BackendFactory:
-        """A factory for the pipeline (the backend is built only when work needs it)."""
+    @property
+    def engine(self) -> str:
+        """The engine identity in answer and perplexity keys (backend and dtype).
+
+        >>> BackendChoice("hf", BackendOptions(dtype="bfloat16"), verify=False).engine
+        'hf:bfloat16'
+        """
+        return f"{self.name}:{self.options.dtype or 'default'}"
+
+    def spec(self) -> BackendSpec:
+        """What the pipeline needs (the backend is built only when work needs it)."""
         check_backend_name(self.name)  # a typo must not wait until the first missing answer
-        return lambda run_dir: make_backend(self.name, replace(self.options, log_dir=run_dir))
+        return BackendSpec(
+            name=self.name, engine=self.engine, verify=self.verify,
+            factory=lambda run_dir: make_backend(self.name,
+                                                 replace(self.options, log_dir=run_dir)),
+        )
 
 
 def _option(annotation: Any, default: Any, help_text: str, **extra: Any) -> inspect.Parameter:

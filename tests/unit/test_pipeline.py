@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from evalharness.backends.base import GenRequest, Generation
+from evalharness.backends.base import Generation, GenRequest
 from evalharness.backends.fake import FakeBackend
-from evalharness.pipeline import run_models
+from evalharness.pipeline import BackendSpec, run_models
 from evalharness.schema import GenConfig
 from tests.helpers import read_jsonl, write_jsonl
 
@@ -37,7 +37,7 @@ class Crashing(FakeBackend):
 
 def _run(kit, prompts: Path, backend: FakeBackend, root: Path, **kw):  # type: ignore[no-untyped-def]
     return run_models(["baseline", str(kit.adapter("qv-r8"))], command="generate",
-                      backend_factory=lambda _run_dir: backend, backend_name="fake", prompts=prompts,
+                      backend=BackendSpec("fake", "fake", lambda _run_dir: backend), prompts=prompts,
                       runs_root=root, **kw)
 
 
@@ -73,7 +73,7 @@ def test_answers_are_reused_across_runs_by_content(kit, prompts: Path, tmp_path:
     _run(kit, prompts, FakeBackend(), root)
     backend = FakeBackend()
     result = run_models(["baseline", str(kit.adapter("all-r16"))], command="generate",
-                        backend_factory=lambda _run_dir: backend, backend_name="fake", prompts=prompts,
+                        backend=BackendSpec("fake", "fake", lambda _run_dir: backend), prompts=prompts,
                         runs_root=root)
     # The baseline's six answers come from the first run; only the new adapter is generated.
     assert result.answers.reused == 6 and backend.calls["generate"] == 6  # type: ignore[union-attr]

@@ -1,0 +1,408 @@
+"""The judging stage: every pair of models, on every prompt both answered, in both orders.
+
+For a pair (x, y) each prompt gives two games: x's answer as A and y's as B, then the
+reverse. The judge sees only "A" and "B"; a ``Judgment`` records which model sat in each
+position, so mapping verdicts back to models is a lookup (``Tally``, and the stats package).
+
+A game's key is content (judge fingerprint, prompt, answer A, answer B: order matters).
+A game is done when a record with its key *and* its two model names is on disk. Records
+with the same key, in this run or another under ``runs_root``, are copied with the names
+changed instead of asking the judge again (two adapters that gave the same answer, or a
+second ``compare`` against the same baseline). Each judgment is appended from the event
+loop as soon as it finishes, so a killed process loses only the calls in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evalharness.errors import UserError
+from evalharness.judging.base import Judge, Outcome
+from evalharness.judging.config import JudgeConfig
+from evalharness.judging.templates import GameText, question_text
+from evalharness.keys import content_key
+from evalharness.pipeline import DEFAULT_RUNS_ROOT, Progress, answer_key, tracked_run
+from evalharness.prompts import load_prompt_set
+from evalharness.schema import Answer, Judgment, Manifest, Prompt, PromptSet, TokenUsage
+from evalharness.store import ANSWERS, JUDGMENTS, JsonlLog, RunDir, find_reusable, utc_now
+
+Pair = tuple[str, str]
+MakeJudge = Callable[[JudgeConfig], Judge]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A pair's games seen from the first model of the pair (the candidate)."""
+
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+    invalid: int = 0
+    """Games without a readable verdict: shown, never counted as ties."""
+
+
+@dataclass(frozen=True)
+class JudgeCounts:
+    """What the judging stage did and what the run now holds."""
+
+    run_dir: Path
+    judge: str
+    total: int
+    """Games needed: pairs x prompts both models answered x 2 orders."""
+    on_disk: int
+    """Already in this run."""
+    reused: int
+    """Copied from a record with the same key (another run, or an identical game)."""
+    computed: int
+    """Judged now."""
+    skipped: int
+    """Games the judge cannot play (the reference judge on prompts without a reference)."""
+    invalid: int
+    """Games in the run (of the ``total``) stored without a readable verdict."""
+    calls: int
+    """Judge calls made now, retries included."""
+    usage: TokenUsage
+    """Judge tokens spent now."""
+    cost_usd: float
+    """Estimated cost of the calls made now."""
+    tallies: dict[Pair, Tally] = field(default_factory=dict)
+    """Per pair (candidate, opponent): wins, ties, losses, invalid of the candidate."""
+
+
+@dataclass(frozen=True)
+class PlannedGame:
+    """One game to have on disk."""
+
+    key: str
+    prompt: Prompt
+    pair: Pair
+    first: str
+    """Model shown as A."""
+    second: str
+    """Model shown as B."""
+    text: GameText
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """What makes a record this game's: key and the two names in order."""
+        return (self.key, self.first, self.second)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The games a judging stage needs, and how many the judge cannot play."""
+
+    games: tuple[PlannedGame, ...]
+    skipped: int
+
+
+def baseline_pairs(candidates: Sequence[str], baseline: str) -> list[Pair]:
+    """Which pairs are judged: each candidate against the baseline.
+
+    >>> baseline_pairs(["lora-a", "lora-b"], "baseline")
+    [('lora-a', 'baseline'), ('lora-b', 'baseline')]
+    """
+    return [(name, baseline) for name in candidates if name != baseline]
+
+
+def judgment_key(judge: JudgeConfig, prompt: Prompt, answer_a: str, answer_b: str) -> str:
+    """Content key of a game: judge fingerprint, prompt, and both answers in their order."""
+    shown = {"id", "messages", "reference"} if judge.uses_reference else {"id", "messages"}
+    return content_key({"judge": judge.fingerprint,
+                        "prompt": prompt.model_dump(mode="json", include=shown),
+                        "a": answer_a, "b": answer_b})
+
+
+def plan_games(pairs: Sequence[Pair], prompts: Sequence[Prompt],
+               answers: Mapping[str, Mapping[str, str]], judge: JudgeConfig) -> Plan:
+    """Both orders of every pair on every prompt both models answered.
+
+    ``answers`` maps model name -> prompt id -> answer text.
+    """
+    games: list[PlannedGame] = []
+    skipped = 0
+    for x, y in pairs:
+        for prompt in prompts:
+            if prompt.id not in answers.get(x, {}) or prompt.id not in answers.get(y, {}):
+                continue
+            if judge.kind == "reference" and prompt.reference is None:
+                skipped += 2
+                continue
+            question = question_text(prompt.messages)
+            for first, second in ((x, y), (y, x)):
+                a, b = answers[first][prompt.id], answers[second][prompt.id]
+                games.append(PlannedGame(
+                    key=judgment_key(judge, prompt, a, b), prompt=prompt, pair=(x, y),
+                    first=first, second=second,
+                    text=GameText(question, a, b, prompt.reference)))
+    return Plan(tuple(games), skipped)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What judging reads from a run: its manifest, prompts, and answers by model."""
+
+    manifest: Manifest
+    prompts: PromptSet
+    answers: dict[str, dict[str, str]]
+    """Model name -> prompt id -> answer text (the answers of the run's generation config)."""
+
+
+def load_run_inputs(run: RunDir) -> RunInputs:
+    """Read a run's manifest, reload its prompt set (checking its hash), and its answers.
+
+    Raises:
+        UserError: not a run, a run without answers, or a prompt set that changed.
+    """
+    manifest = run.read_manifest()
+    if manifest.prompts is None or manifest.gen is None:
+        raise UserError(f"{run.path}: this run has no answers to judge (it was made by "
+                        f"'{manifest.command}' without prompts). Fix: judge a run made by "
+                        "`evalharness generate --prompts ...`.")
+    prompts = load_prompt_set(manifest.prompts.source)
+    if prompts.sha256 != manifest.prompts.sha256:
+        raise UserError(
+            f"the prompt set {manifest.prompts.source} changed since {run.path} generated its "
+            "answers (its content hash differs). Fix: restore the file as it was, or generate "
+            "the answers again with the new prompt set."
+        )
+    by_key = {a.key: a for a in run.log(ANSWERS, Answer).read()}
+    answers: dict[str, dict[str, str]] = {}
+    for spec in manifest.candidates:
+        for prompt in prompts.prompts:
+            found = by_key.get(answer_key(spec, prompt, manifest.gen,
+                                          manifest.engine or manifest.backend or ""))
+            if found is not None:
+                answers.setdefault(spec.name, {})[prompt.id] = found.text
+    return RunInputs(manifest, prompts, answers)
+
+
+def default_judge_factory(config: JudgeConfig) -> Judge:
+    """The real judge for a config: ``LLMJudge`` or ``ReferenceJudge``."""
+    if config.kind == "reference":
+        from evalharness.judging.reference import ReferenceJudge
+
+        return ReferenceJudge(config)
+    from evalharness.judging.llm import LLMJudge
+
+    return LLMJudge(config)
+
+
+def judge_run(run: RunDir, judge: JudgeConfig, baseline: str,
+              candidates: Sequence[str] | None = None, progress: Progress | None = None,
+              runs_root: Path = DEFAULT_RUNS_ROOT, *, pairs: Sequence[Pair] | None = None,
+              make_judge: MakeJudge | None = None) -> JudgeCounts:
+    """Make sure ``run`` holds both orders of every game between each candidate and the
+    baseline (or of the given ``pairs``), judging only what is not on disk.
+
+    Args:
+        run: a run directory with answers.
+        judge: the judge definition (``config.resolve_judge``).
+        baseline: the model every candidate plays.
+        candidates: models to judge (default: every other model with answers).
+        progress: progress reporting.
+        runs_root: where other runs live, for reusing their judgments.
+        pairs: explicit (x, y) pairs instead of candidates vs baseline (a round robin).
+        make_judge: builds the judge (default: the real LLM or reference judge).
+
+    Raises:
+        UserError: unknown models, no key, a changed prompt set.
+        JudgeError: the endpoint kept failing (what finished is saved; rerun to resume).
+    """
+    inputs = load_run_inputs(run)
+    if pairs is None:
+        chosen = _check_models(inputs, baseline, candidates)
+        pairs = baseline_pairs(chosen, baseline)
+    plan = plan_games(pairs, inputs.prompts.prompts, inputs.answers, judge)
+    if judge.kind == "reference" and not plan.games and plan.skipped:
+        raise UserError(f"the reference judge needs prompts with a 'reference' answer, and "
+                        f"none of {inputs.prompts.source} has one. Fix: add references or "
+                        "use an LLM judge.")
+    return judge_plan(run, plan, judge, progress, runs_root, make_judge)
+
+
+def _check_models(inputs: RunInputs, baseline: str, candidates: Sequence[str] | None
+                  ) -> list[str]:
+    answered = sorted(inputs.answers)
+    listing = ", ".join(answered) or "none"
+    if baseline not in inputs.answers:
+        raise UserError(f"baseline '{baseline}' has no answers in this run (models with "
+                        f"answers: {listing}). Fix: pass --baseline with one of them.")
+    chosen = list(candidates) if candidates else [m for m in answered if m != baseline]
+    unknown = [m for m in chosen if m not in inputs.answers]
+    if unknown:
+        raise UserError(f"no answers in this run for {', '.join(unknown)} (models with "
+                        f"answers: {listing}). Fix: pass --candidate with one of them.")
+    if baseline in chosen:
+        raise UserError(f"'{baseline}' is the baseline; it cannot also be a candidate. "
+                        "Fix: leave it out of --candidate.")
+    if not chosen:
+        raise UserError(f"nothing to judge: '{baseline}' is the only model with answers. "
+                        "Fix: generate answers for at least one candidate first.")
+    return chosen
+
+
+def judge_plan(run: RunDir, plan: Plan, judge: JudgeConfig, progress: Progress | None = None,
+               runs_root: Path = DEFAULT_RUNS_ROOT, make_judge: MakeJudge | None = None
+               ) -> JudgeCounts:
+    """Judge the games of ``plan`` that ``run`` does not hold yet (see ``judge_run``)."""
+    log = run.log(JUDGMENTS, Judgment)
+    existing = log.read()
+    done = {(r.key, r.first, r.second) for r in existing}
+    by_key = {r.key: r for r in existing}
+    missing = [g for g in plan.games if g.identity not in done]
+    wanted = {g.key for g in missing} - set(by_key)
+    by_key.update(find_reusable(runs_root, JUDGMENTS, Judgment, wanted, exclude=run.path))
+    groups: dict[str, list[PlannedGame]] = {}
+    reused = 0
+    try:
+        for game in missing:
+            if game.identity in done:
+                continue  # the same game twice in the plan (a pair listed twice)
+            done.add(game.identity)
+            if game.key in by_key:
+                log.append(_copy(by_key[game.key], game, judge.name))
+                reused += 1
+            else:
+                groups.setdefault(game.key, []).append(game)
+        log.checkpoint()
+        spent = _Spent()
+        if groups:
+            (progress or _Silent()).start(f"judging ({judge.name})", len(groups))
+            factory = make_judge or default_judge_factory
+            asyncio.run(_judge_all(list(groups.values()), factory(judge), judge, log,
+                                   progress or _Silent(), spent))
+    finally:
+        log.close()
+    computed = sum(len(g) for g in groups.values())
+    reused += spent.copies
+    computed -= spent.copies
+    records = {(r.key, r.first, r.second): r for r in log.read()}
+    return JudgeCounts(
+        run_dir=run.path, judge=judge.name, total=len(plan.games),
+        on_disk=len(plan.games) - len(missing), reused=reused, computed=computed,
+        skipped=plan.skipped,
+        invalid=sum(1 for g in plan.games
+                    if g.identity in records and records[g.identity].winner is None),
+        calls=spent.calls,
+        usage=TokenUsage(prompt_tokens=spent.prompt_tokens,
+                         completion_tokens=spent.completion_tokens),
+        cost_usd=judge.cost(spent.prompt_tokens, spent.completion_tokens),
+        tallies=tally(plan.games, records),
+    )
+
+
+@dataclass
+class _Spent:
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    copies: int = 0
+
+
+class _Silent:
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, amount: int = 1) -> None:
+        pass
+
+
+async def _judge_all(groups: list[list[PlannedGame]], judge: Judge, config: JudgeConfig,
+                     log: JsonlLog[Judgment], progress: Progress, spent: _Spent) -> None:
+    """Judge one game per group with ``config.concurrency`` workers; append as each ends."""
+    queue = iter(groups)
+
+    async def worker() -> None:
+        for group in queue:  # one iterator shared by all workers: each group judged once
+            outcome = await judge.judge(group[0].text)
+            for game in group:  # identical games (same key) share the one verdict
+                log.append(_record(game, outcome, config))
+            spent.calls += outcome.attempts
+            spent.prompt_tokens += outcome.usage.prompt_tokens
+            spent.completion_tokens += outcome.usage.completion_tokens
+            spent.copies += len(group) - 1
+            progress.advance()
+
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            for _ in range(min(config.concurrency, len(groups))):
+                tasks.create_task(worker())
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
+    finally:
+        await judge.aclose()
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a task group (user and judge errors before cancellations)."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first_error(error)
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return group.exceptions[0]
+
+
+def _record(game: PlannedGame, outcome: Outcome, config: JudgeConfig) -> Judgment:
+    return Judgment(
+        key=game.key, prompt_id=game.prompt.id, judge=config.name, first=game.first,
+        second=game.second, verdict=outcome.verdict, winner=outcome.winner,
+        weight_a=outcome.weight_a, first_length=len(game.text.answer_a),
+        second_length=len(game.text.answer_b), category=game.prompt.category, raw=outcome.raw,
+        usage=outcome.usage,
+        cost_usd=config.cost(outcome.usage.prompt_tokens, outcome.usage.completion_tokens),
+        attempts=outcome.attempts, error=outcome.error,
+    )
+
+
+def _copy(record: Judgment, game: PlannedGame, judge_name: str) -> Judgment:
+    return record.model_copy(update={
+        "judge": judge_name, "first": game.first, "second": game.second,
+        "prompt_id": game.prompt.id, "category": game.prompt.category,
+        "first_length": len(game.text.answer_a), "second_length": len(game.text.answer_b),
+    })
+
+
+def tally(games: Sequence[PlannedGame], records: Mapping[tuple[str, str, str], Judgment]
+          ) -> dict[Pair, Tally]:
+    """Wins, ties, losses and invalid games per pair, from the pair's first model's side."""
+    counts: dict[Pair, list[int]] = {}
+    for game in games:
+        record = records.get(game.identity)
+        if record is None:
+            continue
+        row = counts.setdefault(game.pair, [0, 0, 0, 0])
+        if record.winner is None:
+            row[3] += 1
+        elif record.winner == "tie":
+            row[1] += 1
+        else:
+            winner = record.first if record.winner == "A" else record.second
+            row[0 if winner == game.pair[0] else 2] += 1
+    return {pair: Tally(*row) for pair, row in counts.items()}
+
+
+def judge_existing_run(run: RunDir, judge: JudgeConfig, baseline: str | None = None,
+                       candidates: Sequence[str] | None = None,
+                       progress: Progress | None = None, runs_root: Path = DEFAULT_RUNS_ROOT,
+                       argv: Sequence[str] = (), make_judge: MakeJudge | None = None
+                       ) -> JudgeCounts:
+    """``evalharness judge RUN``: judge a run's answers, marking the manifest as it goes.
+
+    Raises:
+        UserError: no baseline given and none recorded in the manifest (and see ``judge_run``).
+    """
+    manifest = run.read_manifest()
+    chosen = baseline or manifest.baseline
+    if chosen is None:
+        models = ", ".join(c.name for c in manifest.candidates) or "none"
+        raise UserError(f"{run.path}: no baseline recorded for this run (models: {models}). "
+                        "Fix: pass --baseline NAME.")
+    with tracked_run(run, manifest.model_copy(update={"argv": tuple(argv),
+                                                      "updated": utc_now()})):
+        return judge_run(run, judge, chosen, candidates, progress, runs_root,
+                         make_judge=make_judge)
