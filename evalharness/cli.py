@@ -16,9 +16,11 @@ from rich.console import Console
 from rich.text import Text
 
 from evalharness import stats_cli
-from evalharness.cli_backend import BackendChoice, backend_options
+from evalharness.backends.registry import BackendChoice
+from evalharness.cli_options import backend_options, gen_options, judge_options
 from evalharness.errors import UserError
 from evalharness.judging import cli as judging_cli
+from evalharness.judging.config import JudgeConfig
 from evalharness.report import cli as report_cli
 from evalharness.schema import GenConfig
 
@@ -51,17 +53,14 @@ def _console() -> Console:
 
 @app.command()
 @backend_options(verify=False)
+@gen_options
 def generate(
     models: Annotated[list[str], typer.Argument(help="'baseline', PEFT adapter folders, or "
                                                 "merged model folders.")],
     prompts: Annotated[Path, typer.Option("--prompts", "-p", help="Prompt set file.")],
     backend: BackendChoice,
+    gen: GenConfig,
     base: BaseOption = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
-    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
-    seed: int = 0,
-    stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     run_dir: RunDirOption = None,
     runs_root: RunsRootOption = Path("runs"),
 ) -> None:
@@ -70,8 +69,6 @@ def generate(
     from evalharness.progress import RichProgress
     from evalharness.report.terminal import counts_line
 
-    gen = GenConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                    seed=seed, stop=tuple(stop or ()))
     with RichProgress() as progress:
         result = run_models(models, command="generate", backend=backend.spec(),
                             prompts=prompts, base=base, gen=gen, run_dir=run_dir,
@@ -154,6 +151,82 @@ def kit(
     for recipe in built.recipe.adapters:
         console.print(f"adapter {recipe.name}: {built.adapter(recipe.name)}")
     console.print(f"prompts: {built.prompts}\nperplexity data: {built.eval_data}")
+
+
+PromptsOption = Annotated[Path, typer.Option(
+    "--prompts", "-p", help="Prompt set file (default: the shipped league-50).")]
+PplDataOption = Annotated[Path | None, typer.Option(
+    "--ppl-data", help="Held-out data for perplexity (rows with 'text', or 'prompt' + "
+    "'response'): shows perplexity beside win rate.")]
+SeedOption = Annotated[int, typer.Option("--stats-seed", help="Bootstrap seed.")]
+BootOption = Annotated[int, typer.Option("--bootstrap", min=100, help="Bootstrap rounds.")]
+
+
+@app.command()
+@backend_options(verify=True)
+@gen_options
+@judge_options(default="reference")
+def compare(
+    candidate: Annotated[str, typer.Argument(help="An adapter folder (or merged model).")],
+    backend: BackendChoice,
+    gen: GenConfig,
+    judge_config: JudgeConfig,
+    baseline: Annotated[str, typer.Argument(help="'baseline' (the base model) or a model "
+                                            "folder.")] = "baseline",
+    prompts: PromptsOption = Path("prompts/league-50.jsonl"),
+    ppl_data: PplDataOption = None,
+    base: BaseOption = None,
+    stats_seed: SeedOption = 0,
+    bootstrap: BootOption = 2000,
+    run_dir: RunDirOption = None,
+    runs_root: RunsRootOption = Path("runs"),
+) -> None:
+    """Does CANDIDATE beat BASELINE? Answers, judging in both orders, statistics, report."""
+    from evalharness.evaluate import compare as run_compare
+    from evalharness.progress import RichProgress
+    from evalharness.report.terminal import print_compare
+
+    with RichProgress() as progress:
+        result = run_compare(candidate, baseline, prompts=prompts, judge=judge_config,
+                             backend=backend.spec(), ppl_data=ppl_data, base=base, gen=gen,
+                             run_dir=run_dir, runs_root=runs_root, seed=stats_seed,
+                             n_boot=bootstrap, argv=sys.argv, progress=progress)
+    print_compare(_console(), result)
+
+
+@app.command()
+@backend_options(verify=True)
+@gen_options
+@judge_options(default="reference")
+def league(
+    adapters: Annotated[list[str], typer.Argument(help="Adapter folders (or merged models).")],
+    backend: BackendChoice,
+    gen: GenConfig,
+    judge_config: JudgeConfig,
+    baseline: Annotated[str, typer.Option(help="'baseline' (the base model) or a model "
+                                          "folder.")] = "baseline",
+    round_robin: Annotated[bool, typer.Option(help="Also judge every adapter against every "
+                                              "other (n(n-1)/2 more pairs).")] = False,
+    prompts: PromptsOption = Path("prompts/league-50.jsonl"),
+    ppl_data: PplDataOption = None,
+    base: BaseOption = None,
+    stats_seed: SeedOption = 0,
+    bootstrap: BootOption = 2000,
+    run_dir: RunDirOption = None,
+    runs_root: RunsRootOption = Path("runs"),
+) -> None:
+    """Rank adapters against the baseline: leaderboard, perplexity paradox, judge bias."""
+    from evalharness.evaluate import league as run_league
+    from evalharness.progress import RichProgress
+    from evalharness.report.terminal import print_league
+
+    with RichProgress() as progress:
+        result = run_league(adapters, baseline, prompts=prompts, judge=judge_config,
+                            backend=backend.spec(), ppl_data=ppl_data, base=base, gen=gen,
+                            round_robin=round_robin, run_dir=run_dir, runs_root=runs_root,
+                            seed=stats_seed, n_boot=bootstrap, argv=sys.argv,
+                            progress=progress)
+    print_league(_console(), result)
 
 
 def _say_interrupted(console: Console) -> None:

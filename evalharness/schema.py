@@ -257,6 +257,8 @@ class Manifest(Record):
     """Name of the baseline model, when there is one."""
     gen: GenConfig | None = None
     """Generation settings."""
+    judge: str | None = None
+    """Name of the judge (``compare`` and ``league``)."""
     serving_check: str | None = None
     """What the serving self-check measured (``--verify``), when it ran."""
     status: RunStatus = "running"

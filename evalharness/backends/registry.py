@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evalharness.backends.base import Backend
 from evalharness.errors import UserError
+from evalharness.pipeline import BackendSpec
 
 BACKENDS = ("hf", "vllm", "vllm-server", "openai", "fake")
 
@@ -73,3 +74,30 @@ def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
     from evalharness.backends.fake import FakeBackend
 
     return FakeBackend()
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend the user chose, its settings, and whether to self-check it."""
+
+    name: str
+    options: BackendOptions
+    verify: bool
+
+    @property
+    def engine(self) -> str:
+        """The engine identity in answer and perplexity keys (backend and dtype).
+
+        >>> BackendChoice("hf", BackendOptions(dtype="bfloat16"), verify=False).engine
+        'hf:bfloat16'
+        """
+        return f"{self.name}:{self.options.dtype or 'default'}"
+
+    def spec(self) -> BackendSpec:
+        """What the pipeline needs (the backend is built only when work needs it)."""
+        check_backend_name(self.name)  # a typo must not wait until the first missing answer
+        return BackendSpec(
+            name=self.name, engine=self.engine, verify=self.verify,
+            factory=lambda run_dir: make_backend(self.name,
+                                                 replace(self.options, log_dir=run_dir)),
+        )

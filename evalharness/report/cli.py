@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from evalharness.errors import UserError
+
+if TYPE_CHECKING:
+    from evalharness.report.data import ReportData
 
 Format = Literal["md", "html"]
 FORMATS: tuple[Format, ...] = ("md", "html")
@@ -60,8 +63,12 @@ def write_report(
                         "Fix: use at least 100 (default 2000).")
     from evalharness.report.data import load_report_data
 
-    data = load_report_data(run_dir, seed=seed, n_boot=n_boot)
-    if chosen == "md":
+    return write_rendered(load_report_data(run_dir, seed=seed, n_boot=n_boot), chosen, out)
+
+
+def write_rendered(data: ReportData, format: Format, out: Path | str | None = None) -> Path:
+    """Render ``data`` (already loaded) as ``format`` and write it; return the path."""
+    if format == "md":
         from evalharness.report.markdown import render_markdown
 
         text = render_markdown(data)
@@ -69,10 +76,10 @@ def write_report(
         from evalharness.report.html import render_html
 
         text = render_html(data)
-    target = Path(out) if out is not None else data.run_dir / f"report.{chosen}"
+    target = Path(out) if out is not None else data.run_dir / f"report.{format}"
     if target.is_dir():
         raise UserError(f"--out {target} is a folder. Fix: give a file name, e.g. "
-                        f"{target / f'report.{chosen}'}")
+                        f"{target / f'report.{format}'}")
     _replace_file(target, text)
     return target
 

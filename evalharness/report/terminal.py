@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evalharness.perplexity import PerplexitySummary, summarize
+from evalharness.report.markdown import Paragraph, Section, report_sections
+from evalharness.report.markdown import Table as ReportTable
 from evalharness.schema import Answer, Manifest, PerplexityRecord
 from evalharness.store import ANSWERS, PERPLEXITY, JsonlLog, RunDir
+
+if TYPE_CHECKING:
+    from evalharness.evaluate import LeagueResult
 
 
 def counts_line(what: str, total: int, on_disk: int, reused: int, computed: int) -> str:
@@ -104,3 +111,69 @@ def resolve_run(name: str, runs_root: Path) -> RunDir:
     if not path.exists() and (runs_root / name).exists():
         path = runs_root / name
     return RunDir(path)
+
+
+def print_sections(console: Console, sections: Sequence[Section]) -> None:
+    """The report's sections as rich text and tables (figures are left to the HTML)."""
+    for section in sections:
+        console.rule(f"[bold]{section.title}")
+        for block in section.blocks:
+            if isinstance(block, Paragraph):
+                console.print(block.text, highlight=False, markup=False)
+            elif isinstance(block, ReportTable):
+                table = Table(title=block.caption)
+                for index, column in enumerate(block.columns):
+                    table.add_column(column, overflow="fold",
+                                     justify="right" if block.numeric(index) else "left")
+                for row in block.rows:
+                    table.add_row(*(Text(cell) for cell in row))
+                console.print(table)
+
+
+def _footer(console: Console, result: LeagueResult) -> None:
+    a, j, p = result.answers, result.judging, result.perplexity
+    console.rule()
+    console.print(counts_line("answers", a.total, a.on_disk, a.reused, a.computed))
+    if p is not None:
+        console.print(counts_line("perplexity records", p.total, p.on_disk, p.reused,
+                                  p.computed))
+    console.print(counts_line("judgments", j.total, j.on_disk, j.reused, j.computed)
+                  + f"; {j.invalid} invalid; {j.calls} judge calls now, "
+                  f"{j.usage.prompt_tokens + j.usage.completion_tokens} tokens, "
+                  f"${j.cost_usd:.4f}")
+    if result.serving_check:
+        console.print(f"serving self-check passed: {result.serving_check}", highlight=False)
+    console.print(f"run directory: {result.run_dir}")
+    for path in result.reports:
+        console.print(f"report: {path}")
+
+
+def mean_lengths(answers: Sequence[Answer]) -> dict[str, float]:
+    """Mean answer length in characters per model.
+
+    >>> a = Answer(key="k", prompt_id="p", model="m", model_key="x", text="abcd", n_tokens=1,
+    ...            finish_reason="stop", seconds=0.0)
+    >>> mean_lengths([a, a.model_copy(update={"text": "ab"})])
+    {'m': 3.0}
+    """
+    totals: dict[str, list[int]] = {}
+    for answer in answers:
+        totals.setdefault(answer.model, []).append(len(answer.text))
+    return {model: sum(lengths) / len(lengths) for model, lengths in totals.items()}
+
+
+def print_compare(console: Console, result: LeagueResult) -> None:
+    """``compare``'s summary: the head to head, perplexity of both, judge bias, cost."""
+    wanted = {"summary", "perplexity", "bias", "cost"}
+    print_sections(console, [s for s in report_sections(result.report) if s.id in wanted])
+    lengths = mean_lengths(result.report.answers)
+    console.print("mean answer length: " + ", ".join(
+        f"{model} {chars:.0f} chars" for model, chars in lengths.items()))
+    _footer(console, result)
+
+
+def print_league(console: Console, result: LeagueResult) -> None:
+    """``league``'s leaderboard, paradox analysis, judge bias, hyperparameters and cost."""
+    print_sections(console, [s for s in report_sections(result.report)
+                             if s.id != "provenance"])
+    _footer(console, result)

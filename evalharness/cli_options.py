@@ -1,0 +1,151 @@
+"""Option groups that several commands share (backend, generation), declared once.
+
+``@backend_options(verify=...)`` adds ``--backend``, the backends' settings and
+``--verify/--no-verify`` to a typer command and hands the command one ``BackendChoice``
+(``evalharness.backends.registry``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from evalharness.backends.registry import BackendChoice, BackendOptions
+from evalharness.judging.config import JudgeConfig
+from evalharness.schema import GenConfig
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _option(annotation: Any, default: Any, help_text: str, **extra: Any) -> inspect.Parameter:
+    return inspect.Parameter("x", inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[annotation, typer.Option(help=help_text,
+                                                                           **extra)])
+
+
+_PANEL = {"rich_help_panel": "Backend"}
+_PARAMETERS: dict[str, inspect.Parameter] = {
+    "backend": _option(str, "hf", "hf (transformers+peft), vllm (offline engine), "
+                       "vllm-server (we start vllm serve), openai (--endpoint).", **_PANEL),
+    "device": _option(str | None, None, "hf: cpu, cuda, ... (default: cuda if available).",
+                      **_PANEL),
+    "dtype": _option(str | None, None, "hf/vllm: float32, bfloat16, float16.", **_PANEL),
+    "batch_size": _option(int, 16, "hf: prompts per forward pass.", min=1, **_PANEL),
+    "max_lora_rank": _option(int | None, None, "vllm: largest adapter rank allowed (a "
+                             "larger adapter is refused before the engine starts).", min=1,
+                             **_PANEL),
+    "max_loras": _option(int | None, None, "vllm: LoRA slots per batch (default: safe for the "
+                         "build in use).", min=1, **_PANEL),
+    "max_model_len": _option(int | None, None, "vllm: context length.", min=16, **_PANEL),
+    "endpoint": _option(str | None, None, "openai: base URL of an OpenAI-compatible server, "
+                        "e.g. http://127.0.0.1:8000/v1.", **_PANEL),
+    "api_key_env": _option(str | None, None, "openai: NAME of the variable holding the API "
+                           "key (the key itself is never stored).", **_PANEL),
+    "concurrency": _option(int, 16, "openai/vllm-server: requests in flight.", min=1,
+                           **_PANEL),
+    "port": _option(int | None, None, "vllm-server: loopback port (default: a free one).",
+                    min=1, max=65535, **_PANEL),
+    "ready_timeout": _option(float, 300.0, "vllm-server: seconds to wait for the server.",
+                             min=1.0, **_PANEL),
+}
+_OPTION_NAMES = tuple(name for name in _PARAMETERS if name != "backend")
+
+
+def _grouped(target: str, parameters: dict[str, inspect.Parameter],
+             build: Callable[[dict[str, Any]], Any]) -> Callable[[F], F]:
+    """A decorator: add ``parameters`` to a typer command and pass ``build(values)`` to the
+    command as its ``target`` argument instead."""
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command)
+        # typer reads Annotated metadata from the signature; resolve the string annotations
+        # (``from __future__ import annotations``) so the command's own options keep theirs.
+        hints = typing.get_type_hints(command, include_extras=True)
+        kept = [p.replace(annotation=hints.get(p.name, p.annotation))
+                for p in signature.parameters.values() if p.name != target]
+        added = [p.replace(name=name) for name, p in parameters.items()]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            kwargs[target] = build({name: kwargs.pop(name) for name in parameters})
+            return command(*args, **kwargs)
+
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*kept, *added])
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def backend_options(verify: bool) -> Callable[[F], F]:
+    """Add the backend options (and ``--verify``, defaulting to ``verify``) to a command.
+
+    The decorated function takes ``backend: BackendChoice`` instead of the separate options.
+    """
+    parameters = {**_PARAMETERS, "verify": _option(
+        bool, verify, "Serving self-check before any answer: each adapter changes the output; "
+        "the baseline is the same alone and batched with adapters.", **_PANEL)}
+
+    def build(values: dict[str, Any]) -> BackendChoice:
+        options = BackendOptions(**{name: values[name] for name in _OPTION_NAMES})
+        return BackendChoice(values["backend"], options, values["verify"])
+
+    return _grouped("backend", parameters, build)
+
+
+_GEN = {"rich_help_panel": "Generation"}
+_GEN_PARAMETERS: dict[str, inspect.Parameter] = {
+    "max_new_tokens": _option(int, 256, "Most tokens per answer.", min=1, **_GEN),
+    "temperature": _option(float, 0.0, "0 = greedy (deterministic).", min=0.0, **_GEN),
+    "top_p": _option(float, 1.0, "Nucleus sampling threshold.", min=0.0, max=1.0, **_GEN),
+    "seed": _option(int, 0, "Sampling seed (each answer's stream derives from it).", **_GEN),
+    "stop": _option(list[str] | None, None, "Stop string (repeatable).", **_GEN),
+}
+
+
+def gen_options(command: F) -> F:
+    """Add the generation options to a command, which takes ``gen: GenConfig`` instead."""
+
+    def build(values: dict[str, Any]) -> GenConfig:
+        return GenConfig(**{**values, "stop": tuple(values["stop"] or ())})
+
+    return _grouped("gen", _GEN_PARAMETERS, build)(command)
+
+
+_JUDGE = {"rich_help_panel": "Judge"}
+
+
+def judge_options(default: str) -> Callable[[F], F]:
+    """Add the judge options to a command, which takes ``judge_config: JudgeConfig``.
+
+    The judge is resolved (and its files checked) when the command starts, before any model
+    is loaded; an unknown name lists the judges there are.
+    """
+    parameters = {
+        "judge": _option(str, default, "Judge name (a folder under the judges dir) or a judge "
+                         "folder; `evalharness judges` lists them.", **_JUDGE),
+        "judges_dir": _option(Path | None, None, "Folder of judge definitions (default: "
+                              "$EVALHARNESS_JUDGES, else the repository's judges/).", **_JUDGE),
+        "judge_url": _option(str | None, None, "OpenAI-compatible base URL of the judge, e.g. "
+                             "http://127.0.0.1:8001/v1 for a local vLLM.", **_JUDGE),
+        "judge_model": _option(str | None, None, "Model name the judge endpoint serves.",
+                               **_JUDGE),
+        "judge_concurrency": _option(int | None, None, "Judge calls in flight (default: the "
+                                     "judge's config).", min=1, **_JUDGE),
+    }
+
+    def build(values: dict[str, Any]) -> JudgeConfig:
+        from evalharness.judging.config import resolve_judge
+
+        return resolve_judge(values["judge"], values["judges_dir"]).with_overrides(
+            model=values["judge_model"], base_url=values["judge_url"],
+            concurrency=values["judge_concurrency"])
+
+    # The target has its own name: typer would coerce a "judge" argument to its annotation.
+    return _grouped("judge_config", parameters, build)

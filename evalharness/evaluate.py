@@ -1,0 +1,228 @@
+"""``compare`` and ``league``: answers, perplexity, judging in both orders, statistics, report.
+
+The product in two functions. Every input (models, prompt set, judge, its API key, the
+perplexity data) is checked before any model is loaded; each stage writes its records as they
+finish, so a rerun of a finished command makes no model or judge call, and a killed one
+resumes. Results come back as objects (usable, for instance, as an Optuna objective).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalharness.backends.registry import BackendChoice, BackendOptions
+from evalharness.candidates import BASELINE, resolve_models
+from evalharness.errors import UserError
+from evalharness.judging.config import JudgeConfig, resolve_judge
+from evalharness.judging.stage import JudgeCounts, Pair, baseline_pairs, judge_run
+from evalharness.perplexity import load_eval_data
+from evalharness.pipeline import (
+    DEFAULT_RUNS_ROOT,
+    BackendSpec,
+    LazyBackend,
+    Progress,
+    StageCounts,
+    default_run_id,
+    generate_answers,
+    probe_texts,
+    score_perplexity,
+    tracked_run,
+    versions,
+)
+from evalharness.prompts import load_prompt_set
+from evalharness.report.cli import check_format, write_rendered
+from evalharness.report.data import ReportData, load_report_data
+from evalharness.schema import DataRef, GenConfig, Manifest, ModelSpec
+from evalharness.stats.summary import CandidateStats
+from evalharness.store import RunDir, utc_now
+
+DEFAULT_PROMPTS = Path("prompts/league-50.jsonl")
+
+
+@dataclass(frozen=True)
+class LeagueResult:
+    """What ``league`` (and ``compare``) computed, with the run directory it lives in."""
+
+    run_dir: Path
+    """The run directory (answers, judgments, perplexity, manifest, reports)."""
+    report: ReportData
+    """Every statistic and record, as the reports show them."""
+    answers: StageCounts
+    """Where the answers came from (on disk, reused, generated now)."""
+    judging: JudgeCounts
+    """What the judging stage did (calls, tokens, cost, invalid)."""
+    perplexity: StageCounts | None
+    """Where the perplexity records came from, when eval data was given."""
+    reports: tuple[Path, ...]
+    """Report files written."""
+    serving_check: str | None
+    """The serving self-check's measurements, when it ran."""
+
+    @property
+    def baseline(self) -> str:
+        """The baseline's name."""
+        return self.report.baseline
+
+    def candidate(self, name: str) -> CandidateStats:
+        """One candidate's statistics against the baseline.
+
+        Raises:
+            KeyError: no candidate of that name.
+        """
+        for stats in self.report.stats.candidates:
+            if stats.head_to_head.candidate == name:
+                return stats
+        raise KeyError(name)
+
+    @property
+    def win_rates(self) -> dict[str, float]:
+        """Win rate (ties as half) of each candidate against the baseline."""
+        return {c.head_to_head.candidate: c.head_to_head.win_rate
+                for c in self.report.stats.candidates}
+
+
+@dataclass(frozen=True)
+class CompareResult(LeagueResult):
+    """``compare``'s result: a league of one, with the candidate's numbers at hand."""
+
+    @property
+    def stats(self) -> CandidateStats:
+        """The candidate's statistics against the baseline."""
+        return self.report.stats.candidates[0]
+
+    @property
+    def win_rate(self) -> float:
+        """Win rate against the baseline, ties as half (the number an objective returns)."""
+        return self.stats.head_to_head.win_rate
+
+    @property
+    def p_value(self) -> float:
+        """Exact two-sided sign test of the win rate against 50%."""
+        return self.stats.head_to_head.p_value
+
+
+def _backend_spec(backend: BackendSpec | str, verify: bool) -> BackendSpec:
+    if isinstance(backend, BackendSpec):
+        return backend
+    return BackendChoice(backend, BackendOptions(), verify).spec()
+
+
+def _check_league(specs: Sequence[ModelSpec]) -> None:
+    baseline, candidates = specs[0], specs[1:]
+    if not candidates:
+        raise UserError("the league is empty: no adapter was given. Fix: name at least one "
+                        "adapter folder to compare with the baseline.")
+    seen: dict[str, str] = {baseline.key: baseline.name}
+    for spec in candidates:
+        if spec.key in seen:
+            other = seen[spec.key]
+            what = "is the baseline itself" if other == baseline.name else f"is {other} again"
+            raise UserError(f"candidate {spec.name} {what} (same model content). Fix: compare "
+                            "different models; an adapter folder is compared with 'baseline'.")
+        seen[spec.key] = spec.name
+
+
+def _judge(judge: str | Path | JudgeConfig, judges_dir: Path | None) -> JudgeConfig:
+    config = judge if isinstance(judge, JudgeConfig) else resolve_judge(judge, judges_dir)
+    if config.kind == "llm":
+        from evalharness.judging.llm import api_key_for
+
+        api_key_for(config)  # a missing key must fail before any model is loaded
+    return config
+
+
+def league(
+    adapters: Sequence[str],
+    baseline: str = BASELINE,
+    *,
+    prompts: Path | str = DEFAULT_PROMPTS,
+    judge: str | Path | JudgeConfig = "reference",
+    backend: BackendSpec | str = "hf",
+    ppl_data: Path | str | None = None,
+    base: str | None = None,
+    gen: GenConfig | None = None,
+    round_robin: bool = False,
+    verify: bool = True,
+    run_dir: Path | None = None,
+    runs_root: Path = DEFAULT_RUNS_ROOT,
+    judges_dir: Path | None = None,
+    report_formats: Sequence[str] = ("md", "html"),
+    seed: int = 0,
+    n_boot: int = 2000,
+    argv: Sequence[str] = (),
+    progress: Progress | None = None,
+    command: str = "league",
+) -> LeagueResult:
+    """Rank adapters against a baseline (and each other with ``round_robin``).
+
+    Args:
+        adapters: adapter (or merged model) folders.
+        baseline: ``baseline`` (the base model) or a model folder.
+        prompts: the prompt set.
+        judge: a judge name under ``judges/``, a judge folder, or a loaded config.
+        backend: a backend name (default settings) or a ``BackendSpec``.
+        ppl_data: held-out data for perplexity (enables the paradox analysis).
+        base: base model override (default: from the adapters' configs).
+        gen: generation settings (default: greedy, 256 new tokens).
+        round_robin: also judge every adapter against every other.
+        verify: run the serving self-check before the first answer.
+        report_formats: reports written into the run directory (``md``, ``html``).
+
+    Raises:
+        UserError: bad input of any kind, before any model is loaded.
+    """
+    specs = resolve_models([baseline, *adapters], base)
+    _check_league(specs)
+    judge_config = _judge(judge, judges_dir)
+    prompt_set = load_prompt_set(prompts)
+    data = load_eval_data(ppl_data) if ppl_data is not None else None
+    spec = _backend_spec(backend, verify)
+    gen = gen or GenConfig()
+    names = [s.name for s in specs]
+    pairs: list[Pair] = baseline_pairs(names[1:], names[0])
+    if round_robin:
+        pairs += [(x, y) for i, x in enumerate(names[1:]) for y in names[i + 2:]]
+    inputs = {"prompts": prompt_set.sha256, "gen": gen.model_dump(mode="json"),
+              "engine": spec.engine, "judge": judge_config.fingerprint,
+              "data": data.ref.sha256 if data else None, "round_robin": round_robin}
+    run = RunDir(run_dir or runs_root / default_run_id(command, specs, inputs))
+    now = utc_now()
+    manifest = Manifest(
+        run_id=run.run_id, command=command, created=now, updated=now, versions=versions(),
+        argv=tuple(argv), backend=spec.name, engine=spec.engine,
+        prompts=DataRef(name=prompt_set.name, source=prompt_set.source,
+                        sha256=prompt_set.sha256, n=len(prompt_set.prompts)),
+        ppl_data=data.ref if data else None, candidates=tuple(specs), baseline=names[0],
+        gen=gen, judge=judge_config.name,
+    )
+    lazy = LazyBackend(spec.factory, specs, run.path,
+                       verify_probes=probe_texts(prompt_set, data) if spec.verify else ())
+    with tracked_run(run, manifest) as updates:
+        try:
+            answers = generate_answers(run, specs, prompt_set, gen, lazy, spec.engine,
+                                       runs_root, progress)
+            ppl = (score_perplexity(run, specs, data, lazy, spec.engine, runs_root, progress)
+                   if data is not None else None)
+        finally:
+            lazy.close()  # free the models before judging (a local judge may need the GPU)
+        if lazy.check is not None:
+            updates["serving_check"] = lazy.check.summary()
+        judging = judge_run(run, judge_config, names[0], progress=progress,
+                            runs_root=runs_root, pairs=pairs)
+    report = load_report_data(run.path, seed=seed, n_boot=n_boot)
+    written = tuple(write_rendered(report, check_format(fmt)) for fmt in report_formats)
+    check = run.read_manifest().serving_check
+    return LeagueResult(run.path, report, answers, judging, ppl, written, check)
+
+
+def compare(candidate: str, baseline: str = BASELINE, **options: object) -> CompareResult:
+    """Does ``candidate`` beat ``baseline``? A league of one; see ``league`` for options.
+
+    Raises:
+        UserError: bad input of any kind, before any model is loaded.
+    """
+    options.setdefault("command", "compare")
+    result = league([candidate], baseline, **options)  # type: ignore[arg-type]
+    return CompareResult(**{f: getattr(result, f) for f in result.__dataclass_fields__})
