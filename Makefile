@@ -47,4 +47,4 @@ bench: venv
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs/.kit runs/.test-kit
+	rm -rf $(VENV) runs/.kit

@@ -139,7 +139,7 @@ def kit(
     folder: Annotated[Path, typer.Argument(help="Where to build the kit.")] = Path("runs/.kit"),
     force: Annotated[bool, typer.Option(help="Rebuild even if a matching kit exists.")] = False,
 ) -> None:
-    """Build the offline tiny-model kit (tokenizer, tiny Llama, two LoRA adapters)."""
+    """Build the offline tiny-model kit (tokenizer, tiny Llama, four LoRA adapters)."""
     from evalharness.demo.kit import build_kit
 
     console = _console()
@@ -236,25 +236,27 @@ def _say_interrupted(console: Console) -> None:
 
 @app.command()
 @backend_options(verify=True)
+@judge_options(default="reference")
 def demo(
     backend: BackendChoice,
+    judge_config: JudgeConfig,
+    kit_folder: Annotated[Path, typer.Option("--kit", help="Where the tiny model kit is built "
+                                             "(or reused).")] = Path("runs/.kit"),
     runs_root: RunsRootOption = Path("runs"),
 ) -> None:
-    """The offline demo: build the tiny kit, answer held-out questions, score perplexity."""
+    """The offline demo league: build a tiny model and four adapters, rank them, report."""
     from evalharness.demo.run import run_demo
     from evalharness.progress import RichProgress
-    from evalharness.report.terminal import counts_line, show_run
-    from evalharness.store import RunDir
+    from evalharness.report.terminal import print_league
 
     console = _console()
-    console.print("building the tiny model kit, or reusing it (about 30 s the first time)")
+    console.print("building the tiny model kit, or reusing it (about a minute the first time)")
     with RichProgress() as progress:
-        built, result = run_demo(runs_root, backend.spec(), tuple(sys.argv), progress)
-    show_run(console, RunDir(result.run_dir), limit=4)
-    assert result.answers is not None
-    a = result.answers
-    console.print(counts_line("answers", a.total, a.on_disk, a.reused, a.computed))
-    console.print(f"kit: {built.root}\nrun directory: {result.run_dir}")
+        built, result = run_demo(runs_root, backend.spec(), judge_config, kit_folder,
+                                 sys.argv, progress)
+    print_league(console, result)
+    console.print(f"kit: {built.root}")
+    console.print(f"open the report: {result.run_dir / 'report.html'}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,12 +15,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-KIT_CACHE = Path(os.environ.get("EVALHARNESS_TEST_KIT", REPO / "runs" / ".test-kit"))
+# The same folder `make demo` uses: one build (about 40 s) serves the demo and the suite.
+KIT_CACHE = Path(os.environ.get("EVALHARNESS_TEST_KIT", REPO / "runs" / ".kit"))
 
 
 @pytest.fixture(scope="session")
 def kit():  # type: ignore[no-untyped-def]
-    """The default tiny kit: base model + adapters qv-r8 and all-r16 (read-only: copy to edit)."""
+    """The tiny kit: base + adapters qv-r8, all-r16, under-qv-r4, over-all-r32 (read-only:
+    copy to edit)."""
     from evalharness.demo.kit import build_kit
 
     return build_kit(KIT_CACHE)

@@ -31,7 +31,7 @@ from evalharness.keys import content_key
 from evalharness.schema import Message
 from evalharness.store import atomic_write_text
 
-KIT_VERSION = 2
+KIT_VERSION = 3
 """Bumped when the builders change what they produce (invalidates cached kits)."""
 SIDECAR = "evalharness_training.json"
 """Training hyperparameters and losses written beside each kit adapter."""
@@ -78,10 +78,16 @@ class AdapterRecipe:
 
 DEFAULT_ADAPTERS = (
     AdapterRecipe("qv-r8", learning_rate=3e-3, r=8, alpha=16, epochs=3),
-    AdapterRecipe(
-        "all-r16", learning_rate=2e-3, r=16, alpha=32, epochs=3, target_modules=ATTENTION + MLP
-    ),
+    AdapterRecipe("all-r16", learning_rate=2e-3, r=16, alpha=32, epochs=3,
+                  target_modules=ATTENTION + MLP),
+    # Deliberately under-trained: a tenth of the learning rate, one epoch.
+    AdapterRecipe("under-qv-r4", learning_rate=3e-4, r=4, alpha=8, epochs=1),
+    # Deliberately over-trained: a high rate for thirty epochs memorises the training answers.
+    AdapterRecipe("over-all-r32", learning_rate=5e-3, r=32, alpha=64, epochs=30,
+                  target_modules=ATTENTION + MLP),
 )
+"""The kit's adapters (the demo league, and the test suite's): two sensible, one
+under-trained, one over-trained."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ def build_kit(root: Path, recipe: KitRecipe | None = None, force: bool = False) 
 
     Args:
         root: the kit folder (created).
-        recipe: what to build; the default is the test kit (base + two adapters).
+        recipe: what to build; the default is base + the four ``DEFAULT_ADAPTERS``.
         force: rebuild even when a matching kit exists.
     """
     require_module("torch", "hf", "Building the tiny model kit")
@@ -141,6 +147,8 @@ def build_kit(root: Path, recipe: KitRecipe | None = None, force: bool = False) 
 
     quiet_transformers()
     recipe = recipe or KitRecipe()
+    # Absolute, because adapter configs record the base model's path as given.
+    root = root.resolve()
     marker = root / "kit.json"
     if not force and marker.exists():
         saved = json.loads(marker.read_text())

@@ -85,8 +85,7 @@ def forest_svg(data: ReportData) -> str:
         for i, c in enumerate(rows):
             h = c.head_to_head
             ax.errorbar(100 * h.win_rate, y[i] + 0.12,
-                        xerr=[[100 * (h.win_rate - h.wilson.low)],
-                              [100 * (h.wilson.high - h.win_rate)]],
+                        xerr=_err(h.win_rate, h.wilson.low, h.wilson.high),
                         fmt="o", color=_BLUE, capsize=3,
                         label="win rate (Wilson)" if i == 0 else None)
             ax.annotate(f"{100 * h.win_rate:.1f}%", (100 * h.wilson.high, y[i] + 0.12),
@@ -94,8 +93,7 @@ def forest_svg(data: ReportData) -> str:
             lc = c.length_controlled
             if lc is not None and not math.isnan(lc.interval.low):
                 ax.errorbar(100 * lc.win_rate, y[i] - 0.12,
-                            xerr=[[100 * max(lc.win_rate - lc.interval.low, 0.0)],
-                                  [100 * max(lc.interval.high - lc.win_rate, 0.0)]],
+                            xerr=_err(lc.win_rate, lc.interval.low, lc.interval.high),
                             fmt="s", mfc="white", color=_ORANGE, capsize=3,
                             label="length-controlled" if i == 0 else None)
         ax.axvline(50, color=_GREY, linestyle="--", linewidth=1)
@@ -120,8 +118,7 @@ def paradox_svg(data: ReportData) -> str | None:
         for r in px.rows:
             x = getattr(r, metric)
             ax.errorbar(x, 100 * r.win_rate,
-                        yerr=[[100 * (r.win_rate - r.interval.low)],
-                              [100 * (r.interval.high - r.win_rate)]],
+                        yerr=_err(r.win_rate, r.interval.low, r.interval.high),
                         fmt="o", color=_BLUE, capsize=3)
             ax.annotate(r.candidate, (x, 100 * r.win_rate), xytext=(6, 4),
                         textcoords="offset points", fontsize=8)
@@ -138,6 +135,16 @@ def paradox_svg(data: ReportData) -> str | None:
         ax.set_xlabel(f"{label} (lower is better)")
         ax.set_ylabel(f"win rate against {data.baseline} (%)")
         return _svg(fig, FIGURE_PARADOX)
+
+
+def _err(value: float, low: float, high: float) -> list[list[float]]:
+    """Error-bar lengths in percent; rounding can put a rate a hair outside its interval
+    (a 100% win rate's upper bound computes as 0.99999...), and matplotlib refuses negatives.
+
+    >>> _err(1.0, 0.75, 0.99)
+    [[25.0], [0.0]]
+    """
+    return [[100 * max(value - low, 0.0)], [100 * max(high - value, 0.0)]]
 
 
 def length_svg(data: ReportData) -> str | None:
@@ -158,7 +165,7 @@ def length_svg(data: ReportData) -> str | None:
                     continue
                 low, high = wilson(value * n, n, s.confidence)
                 left.errorbar(j + (i - (len(rows) - 1) / 2) * 0.12, 100 * value,
-                              yerr=[[100 * (value - low)], [100 * (high - value)]], fmt="o",
+                              yerr=_err(value, low, high), fmt="o",
                               color=color, capsize=3,
                               label=None if labelled else b.candidate)
                 labelled = True
