@@ -173,6 +173,9 @@ def league(
     Raises:
         UserError: bad input of any kind, before any model is loaded.
     """
+    if baseline in adapters:
+        raise UserError(f"candidate {baseline} is the baseline itself. Fix: name an adapter "
+                        f"folder to compare with {baseline}.")
     specs = resolve_models([baseline, *adapters], base)
     _check_league(specs)
     judge_config = _judge(judge, judges_dir)

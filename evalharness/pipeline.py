@@ -172,7 +172,11 @@ def tracked_run(run: RunDir, manifest: Manifest) -> Iterator[dict[str, object]]:
     Yields a dict of further manifest fields to record at the end (e.g. the self-check).
     """
     if run.exists():
-        manifest = manifest.model_copy(update={"created": run.read_manifest().created})
+        # A rerun keeps what earlier invocations established: when the run began, and the
+        # self-check of the engine that produced its records (no engine loads on a rerun).
+        previous = run.read_manifest()
+        manifest = manifest.model_copy(update={"created": previous.created,
+                                               "serving_check": previous.serving_check})
     run.write_manifest(manifest)
     status = "failed"
     updates: dict[str, object] = {}
