@@ -213,3 +213,22 @@ def test_endpoint_down_is_a_clear_error(kit, cli) -> None:  # type: ignore[no-un
                  "--backend", "openai", "--endpoint", f"http://127.0.0.1:{port}/v1")
     assert result.code == 2, result.text
     assert "cannot reach the endpoint" in " ".join(result.text.split())
+
+
+def test_compare_through_vllm_end_to_end(kit, run_cli_subprocess, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    done = run_cli_subprocess("compare", kit.adapter("all-r16"), "--prompts", kit.prompts,
+                              "--ppl-data", kit.eval_data, "--max-new-tokens", "32",
+                              "--backend", "vllm")
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = _only_run(tmp_path / "runs")
+    from evalharness.schema import Judgment
+    from evalharness.stats import head_to_head
+
+    judgments = [Judgment.model_validate(r) for r in read_jsonl(run_dir / "judgments.jsonl")]
+    assert len(judgments) == 64
+    expected = head_to_head(judgments, "all-r16", "baseline")
+    assert f"{expected.wins}/{expected.ties}/{expected.losses}" in done.stdout
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["backend"] == "vllm" and manifest["status"] == "complete"
+    assert manifest["serving_check"].startswith("adapter effect")
+    assert (run_dir / "report.html").is_file()
