@@ -49,11 +49,11 @@ def make_run(root: Path, n_prompts: int) -> RunDir:
     now = utc_now()
     run.write_manifest(Manifest(
         run_id=run.run_id, command="generate", created=now, updated=now, versions={}, argv=(),
-        candidates=tuple(specs), baseline="baseline", gen=gen,
+        engine="bench", candidates=tuple(specs), baseline="baseline", gen=gen,
         prompts=DataRef(name="prompts", source=str(prompt_file), sha256=prompts.sha256,
                         n=n_prompts)))
     log = run.log(ANSWERS, Answer)
-    log.extend(Answer(key=answer_key(s, p, gen), prompt_id=p.id, model=s.name,
+    log.extend(Answer(key=answer_key(s, p, gen, "bench"), prompt_id=p.id, model=s.name,
                       model_key=s.key, text=f"{s.name} answers {p.id} at some length. " * 8,
                       n_tokens=40, finish_reason="stop", seconds=0.0)
                for s in specs for p in prompts.prompts)

@@ -1,6 +1,7 @@
 """The command line: parse arguments, call the API, print. No logic lives here.
 
-Exit codes: 0 ok; 1 crash (a bug: traceback shown); 2 bad input (message, no traceback);
+Exit codes: 0 ok; 1 crash (a backend failure: message; a bug: traceback); 2 bad input or a
+judge endpoint that keeps failing (message naming the problem and the fix, no traceback);
 130 interrupted (Ctrl-C; everything finished so far is on disk).
 """
 
@@ -17,8 +18,14 @@ from rich.text import Text
 
 from evalharness import stats_cli
 from evalharness.backends.registry import BackendChoice
-from evalharness.cli_options import backend_options, gen_options, judge_options
-from evalharness.errors import UserError
+from evalharness.cli_options import (
+    EvaluationOptions,
+    backend_options,
+    evaluation_options,
+    gen_options,
+    judge_options,
+)
+from evalharness.errors import BackendError, JudgeError, UserError
 from evalharness.judging import cli as judging_cli
 from evalharness.judging.config import JudgeConfig
 from evalharness.report import cli as report_cli
@@ -36,6 +43,7 @@ stats_cli.register(app)
 report_cli.register(app)
 judging_cli.register(app)
 
+EXIT_CRASH = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -153,33 +161,19 @@ def kit(
     console.print(f"prompts: {built.prompts}\nperplexity data: {built.eval_data}")
 
 
-PromptsOption = Annotated[Path, typer.Option(
-    "--prompts", "-p", help="Prompt set file (default: the shipped league-50).")]
-PplDataOption = Annotated[Path | None, typer.Option(
-    "--ppl-data", help="Held-out data for perplexity (rows with 'text', or 'prompt' + "
-    "'response'): shows perplexity beside win rate.")]
-SeedOption = Annotated[int, typer.Option("--stats-seed", help="Bootstrap seed.")]
-BootOption = Annotated[int, typer.Option("--bootstrap", min=100, help="Bootstrap rounds.")]
-
-
 @app.command()
 @backend_options(verify=True)
 @gen_options
 @judge_options(default="reference")
+@evaluation_options
 def compare(
     candidate: Annotated[str, typer.Argument(help="An adapter folder (or merged model).")],
     backend: BackendChoice,
     gen: GenConfig,
     judge_config: JudgeConfig,
+    evaluation: EvaluationOptions,
     baseline: Annotated[str, typer.Argument(help="'baseline' (the base model) or a model "
                                             "folder.")] = "baseline",
-    prompts: PromptsOption = Path("prompts/league-50.jsonl"),
-    ppl_data: PplDataOption = None,
-    base: BaseOption = None,
-    stats_seed: SeedOption = 0,
-    bootstrap: BootOption = 2000,
-    run_dir: RunDirOption = None,
-    runs_root: RunsRootOption = Path("runs"),
 ) -> None:
     """Does CANDIDATE beat BASELINE? Answers, judging in both orders, statistics, report."""
     from evalharness.evaluate import compare as run_compare
@@ -187,10 +181,9 @@ def compare(
     from evalharness.report.terminal import print_compare
 
     with RichProgress() as progress:
-        result = run_compare(candidate, baseline, prompts=prompts, judge=judge_config,
-                             backend=backend.spec(), ppl_data=ppl_data, base=base, gen=gen,
-                             run_dir=run_dir, runs_root=runs_root, seed=stats_seed,
-                             n_boot=bootstrap, argv=sys.argv, progress=progress)
+        result = run_compare(candidate, baseline, judge=judge_config, backend=backend.spec(),
+                             gen=gen, argv=sys.argv, progress=progress,
+                             **evaluation.as_kwargs())
     print_compare(_console(), result)
 
 
@@ -198,22 +191,17 @@ def compare(
 @backend_options(verify=True)
 @gen_options
 @judge_options(default="reference")
+@evaluation_options
 def league(
     adapters: Annotated[list[str], typer.Argument(help="Adapter folders (or merged models).")],
     backend: BackendChoice,
     gen: GenConfig,
     judge_config: JudgeConfig,
+    evaluation: EvaluationOptions,
     baseline: Annotated[str, typer.Option(help="'baseline' (the base model) or a model "
                                           "folder.")] = "baseline",
     round_robin: Annotated[bool, typer.Option(help="Also judge every adapter against every "
                                               "other (n(n-1)/2 more pairs).")] = False,
-    prompts: PromptsOption = Path("prompts/league-50.jsonl"),
-    ppl_data: PplDataOption = None,
-    base: BaseOption = None,
-    stats_seed: SeedOption = 0,
-    bootstrap: BootOption = 2000,
-    run_dir: RunDirOption = None,
-    runs_root: RunsRootOption = Path("runs"),
 ) -> None:
     """Rank adapters against the baseline: leaderboard, perplexity paradox, judge bias."""
     from evalharness.evaluate import league as run_league
@@ -221,11 +209,9 @@ def league(
     from evalharness.report.terminal import print_league
 
     with RichProgress() as progress:
-        result = run_league(adapters, baseline, prompts=prompts, judge=judge_config,
-                            backend=backend.spec(), ppl_data=ppl_data, base=base, gen=gen,
-                            round_robin=round_robin, run_dir=run_dir, runs_root=runs_root,
-                            seed=stats_seed, n_boot=bootstrap, argv=sys.argv,
-                            progress=progress)
+        result = run_league(adapters, baseline, judge=judge_config, backend=backend.spec(),
+                            gen=gen, round_robin=round_robin, argv=sys.argv,
+                            progress=progress, **evaluation.as_kwargs())
     print_league(_console(), result)
 
 
@@ -265,10 +251,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = app(args=list(argv) if argv is not None else None, prog_name="evalharness",
                    standalone_mode=False)
-    except UserError as exc:
+    except (UserError, JudgeError) as exc:
+        # A judge endpoint that keeps failing is the user's to fix, like bad input: the
+        # message names the endpoint and the fix, and everything judged so far is saved.
         # Plain text: messages hold brackets (pip extras) that rich would read as markup.
         console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         sys.exit(EXIT_BAD_INPUT)
+    except BackendError as exc:
+        console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+        console.print("what finished is saved; rerun the same command to resume")
+        sys.exit(EXIT_CRASH)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument

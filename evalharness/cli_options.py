@@ -11,6 +11,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +19,7 @@ import typer
 
 from evalharness.backends.registry import BackendChoice, BackendOptions
 from evalharness.judging.config import JudgeConfig
+from evalharness.prompts import DEFAULT_PROMPTS
 from evalharness.schema import GenConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -149,3 +151,49 @@ def judge_options(default: str) -> Callable[[F], F]:
 
     # The target has its own name: typer would coerce a "judge" argument to its annotation.
     return _grouped("judge_config", parameters, build)
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """What ``compare`` and ``league`` share besides backend, generation and judge."""
+
+    prompts: Path
+    ppl_data: Path | None
+    base: str | None
+    seed: int
+    n_boot: int
+    run_dir: Path | None
+    runs_root: Path
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``evalharness.evaluate.league``/``compare``."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+_RUN = {"rich_help_panel": "Evaluation"}
+_EVALUATION_PARAMETERS: dict[str, inspect.Parameter] = {
+    "prompts": _option(Path, DEFAULT_PROMPTS, "Prompt set file (default: the shipped "
+                       "league-50).", **_RUN),
+    "ppl_data": _option(Path | None, None, "Held-out data for perplexity (rows with 'text', or "
+                        "'prompt' + 'response'): shows perplexity beside win rate.", **_RUN),
+    "base": _option(str | None, None, "Base model (hub id or folder); default: from the "
+                    "adapters' configs.", **_RUN),
+    "stats_seed": _option(int, 0, "Bootstrap seed.", **_RUN),
+    "bootstrap": _option(int, 2000, "Bootstrap rounds.", min=100, **_RUN),
+    "run_dir": _option(Path | None, None, "Run directory (default: runs/<derived id>, so "
+                       "rerunning a command resumes it).", **_RUN),
+    "runs_root": _option(Path, Path("runs"), "Where run directories live.", **_RUN),
+}
+
+
+def evaluation_options(command: F) -> F:
+    """Add the options ``compare`` and ``league`` share; the command takes
+    ``evaluation: EvaluationOptions`` instead."""
+
+    def build(values: dict[str, Any]) -> EvaluationOptions:
+        return EvaluationOptions(
+            prompts=values["prompts"], ppl_data=values["ppl_data"], base=values["base"],
+            seed=values["stats_seed"], n_boot=values["bootstrap"], run_dir=values["run_dir"],
+            runs_root=values["runs_root"])
+
+    return _grouped("evaluation", _EVALUATION_PARAMETERS, build)(command)

@@ -31,14 +31,12 @@ from evalharness.pipeline import (
     tracked_run,
     versions,
 )
-from evalharness.prompts import load_prompt_set
+from evalharness.prompts import DEFAULT_PROMPTS, load_prompt_set
 from evalharness.report.cli import check_format, write_rendered
 from evalharness.report.data import ReportData, load_report_data
 from evalharness.schema import DataRef, GenConfig, Manifest, ModelSpec
 from evalharness.stats.summary import CandidateStats
 from evalharness.store import RunDir, utc_now
-
-DEFAULT_PROMPTS = Path("prompts/league-50.jsonl")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from evalharness import __version__
 from evalharness.backends.base import Backend, GenRequest, ScoreRequest
@@ -199,6 +199,24 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in handle if line.endswith(b"\n"))
 
 
+R = TypeVar("R", Answer, PerplexityRecord)
+
+
+def _settle_from_disk(run: RunDir, log: JsonlLog[R], filename: str, record_type: type[R],
+                      wanted: dict[str, ModelSpec], runs_root: Path) -> tuple[set[str], set[str]]:
+    """Keys already in this run, and keys copied now from other runs under ``runs_root``.
+
+    A copied record takes this run's name for its model (the same content may have another
+    folder name here).
+    """
+    on_disk = log.keys() & wanted.keys()
+    borrowed = find_reusable(runs_root, filename, record_type, set(wanted) - on_disk,
+                             exclude=run.path)
+    log.extend(record.model_copy(update={"model": wanted[key].name})
+               for key, record in borrowed.items())
+    return on_disk, set(borrowed)
+
+
 def generate_answers(run: RunDir, models: Sequence[ModelSpec], prompts: PromptSet,
                      gen: GenConfig, backend: LazyBackend, engine: str, runs_root: Path,
                      progress: Progress | None = None) -> StageCounts:
@@ -211,13 +229,8 @@ def generate_answers(run: RunDir, models: Sequence[ModelSpec], prompts: PromptSe
     progress = progress or _Silent()
     log = run.log(ANSWERS, Answer)
     wanted = {answer_key(m, p, gen, engine): (m, p) for m in models for p in prompts.prompts}
-    on_disk = log.keys() & wanted.keys()
-    borrowed = find_reusable(runs_root, ANSWERS, Answer, set(wanted) - on_disk,
-                             exclude=run.path)
-    log.extend(
-        record.model_copy(update={"model": wanted[key][0].name}) for key, record in
-        borrowed.items()
-    )
+    on_disk, borrowed = _settle_from_disk(run, log, ANSWERS, Answer,
+                                          {k: m for k, (m, _) in wanted.items()}, runs_root)
     missing = [GenRequest(model=m, prompt=p, key=k) for k, (m, p) in wanted.items()
                if k not in on_disk and k not in borrowed]
     progress.start("generating answers", len(missing))
@@ -243,13 +256,8 @@ def score_perplexity(run: RunDir, models: Sequence[ModelSpec], data: EvalData,
     progress = progress or _Silent()
     log = run.log(PERPLEXITY, PerplexityRecord)
     wanted = {record_key(m.key, e, engine): (m, e) for m in models for e in data.examples}
-    on_disk = log.keys() & wanted.keys()
-    borrowed = find_reusable(runs_root, PERPLEXITY, PerplexityRecord, set(wanted) - on_disk,
-                             exclude=run.path)
-    log.extend(
-        record.model_copy(update={"model": wanted[key][0].name}) for key, record in
-        borrowed.items()
-    )
+    on_disk, borrowed = _settle_from_disk(run, log, PERPLEXITY, PerplexityRecord,
+                                          {k: m for k, (m, _) in wanted.items()}, runs_root)
     missing = [ScoreRequest(model=m, example_id=e.id, text=e.text, context=e.context, key=k)
                for k, (m, e) in wanted.items() if k not in on_disk and k not in borrowed]
     progress.start("scoring perplexity", len(missing))

@@ -19,6 +19,8 @@ from evalharness.schema import Message, Prompt, PromptSet
 ROLES = ("system", "user", "assistant")
 KNOWN_FIELDS = {"id", "prompt", "messages", "reference", "category"}
 MAX_LISTED_PROBLEMS = 20
+DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "prompts" / "league-50.jsonl"
+"""The shipped prompt set (in the repository, next to the package)."""
 
 
 def load_prompt_set(path: Path | str) -> PromptSet:

@@ -8,24 +8,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from evalharness.errors import UserError
-from evalharness.stats import (
-    Interval,
-    StatsSummary,
-    detectable_win_rate,
-    infer_baseline,
-    power_at,
-    prompts_needed,
-    read_judgments,
-    summarize,
-    to_jsonable,
-)
+
+if TYPE_CHECKING:  # the statistics (numpy, scipy) load only when a command runs
+    from evalharness.stats import Interval, StatsSummary
 
 
 def _pct(value: float | None) -> str:
@@ -73,6 +65,8 @@ def power(
 
     The test is the exact two-sided sign test over prompts that `stats` runs.
     """
+    from evalharness.stats import detectable_win_rate, power_at, prompts_needed
+
     if win_rate is None and n is None:
         raise UserError(
             "power needs --win-rate P or --n N. Fix: e.g. evalharness power --win-rate 0.6"
@@ -251,6 +245,8 @@ def stats(
     format_: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """Every statistic of a judgments file: win rates, intervals, tests, bias, league."""
+    from evalharness.stats import infer_baseline, read_judgments, summarize, to_jsonable
+
     if format_ not in {"table", "json"}:
         raise UserError(f"--format {format_!r} is not known. Fix: use --format table or json.")
     if bootstrap < 100:

@@ -75,6 +75,7 @@ class VLLMBackend:
         self._llm: Any = None
         self._tokenizer: Any = None
         self._lora: dict[str, Any] = {}  # model key -> LoRARequest
+        self._greedy: tuple[GenConfig, Any] | None = None
 
     def prepare(self, models: Sequence[ModelSpec]) -> None:
         """Check the adapters fit one engine, then start it (once)."""
@@ -134,22 +135,27 @@ class VLLMBackend:
                                f"{exc}") from exc
         return outputs
 
-    def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
-        """All requests through the one engine, adapters and baseline mixed, in chunks."""
+    def _sampling(self, gen: GenConfig, key: str) -> Any:
+        """Sampling parameters for one answer: shared when greedy, seeded per answer when not
+        (one object per request costs vLLM measurable time on large batches)."""
         from vllm import SamplingParams
 
+        if gen.temperature > 0:
+            return SamplingParams(max_tokens=gen.max_new_tokens, temperature=gen.temperature,
+                                  top_p=gen.top_p, seed=sampling_seed(key),
+                                  stop=list(gen.stop) or None, skip_special_tokens=True)
+        if self._greedy is None or self._greedy[0] != gen:
+            self._greedy = (gen, SamplingParams(max_tokens=gen.max_new_tokens, temperature=0.0,
+                                                stop=list(gen.stop) or None,
+                                                skip_special_tokens=True))
+        return self._greedy[1]
+
+    def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
+        """All requests through the one engine, adapters and baseline mixed, in chunks."""
         eos = self._tokenizer.eos_token_id
         for first in range(0, len(requests), CHUNK):
             chunk = requests[first:first + CHUNK]
-            params = [
-                SamplingParams(
-                    max_tokens=gen.max_new_tokens, temperature=gen.temperature,
-                    top_p=gen.top_p if gen.temperature > 0 else 1.0,
-                    seed=sampling_seed(r.key) if gen.temperature > 0 else None,
-                    stop=list(gen.stop) or None, skip_special_tokens=True,
-                )
-                for r in chunk
-            ]
+            params = [self._sampling(gen, r.key) for r in chunk]
             prompts = [{"prompt_token_ids": prompt_ids(self._tokenizer, r.prompt.messages)}
                        for r in chunk]
             start = time.perf_counter()

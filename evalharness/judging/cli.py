@@ -12,9 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from evalharness.errors import JudgeError, UserError
+from evalharness.errors import UserError
 from evalharness.judging.config import (
     available_judges,
     check_all,
@@ -28,7 +27,6 @@ from evalharness.judging.stage import JudgeCounts
 JudgesDirOption = Annotated[Path | None, typer.Option(
     "--judges-dir", help="Folder of judge definitions (default: $EVALHARNESS_JUDGES, else the "
     "repository's judges/).")]
-EXIT_JUDGE_FAILED = 1
 
 
 def _console() -> Console:
@@ -64,14 +62,9 @@ def judge(
     config = resolve_judge(judge_name, judges_dir).with_overrides(
         model=judge_model, base_url=judge_url, concurrency=concurrency)
     target = resolve_run(run, runs_root)
-    try:
-        with RichProgress() as progress:
-            counts = judge_existing_run(target, config, baseline, candidate, progress,
-                                        runs_root, argv=sys.argv)
-    except JudgeError as exc:
-        Console(stderr=True).print(Text("error: ", style="bold red") + Text(str(exc)),
-                                   soft_wrap=True)
-        raise typer.Exit(EXIT_JUDGE_FAILED) from None
+    with RichProgress() as progress:  # a failing endpoint (JudgeError): cli.main reports it
+        counts = judge_existing_run(target, config, baseline, candidate, progress, runs_root,
+                                    argv=sys.argv)
     print_summary(_console(), counts)
 
 

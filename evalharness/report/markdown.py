@@ -218,10 +218,13 @@ def _league(data: ReportData) -> Section | None:
          rate(st.win_probability, st.win_probability_interval), str(st.n_games))
         for st in lg.standings
     )
+    round_robin = any(s.baseline not in (j.first, j.second) for j in data.judgments)
+    scope = ("adapter-vs-adapter games included" if round_robin
+             else f"all against {s.baseline}; --round-robin adds adapter-vs-adapter games")
     blocks: list[Block] = [
         Paragraph(
             f"Bradley-Terry strengths from every valid game ({lg.n_games} games on "
-            f"{lg.n_prompts} prompts, adapter-vs-adapter games included), {lg.n_boot} bootstrap "
+            f"{lg.n_prompts} prompts, {scope}), {lg.n_boot} bootstrap "
             f"rounds over prompts. Strength is the log-odds of beating {s.baseline} "
             f"(fixed at 0); the rank range is the {level} bootstrap interval of the rank."
         ),
