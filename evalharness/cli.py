@@ -25,6 +25,7 @@ from evalharness.cli_options import (
     gen_options,
     judge_options,
 )
+from evalharness.console import output_console
 from evalharness.errors import BackendError, JudgeError, UserError
 from evalharness.judging import cli as judging_cli
 from evalharness.judging.config import JudgeConfig
@@ -56,7 +57,7 @@ BaseOption = Annotated[str | None, typer.Option(
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False)
+    return output_console()
 
 
 @app.command()

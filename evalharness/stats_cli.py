@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from evalharness.console import output_console
 from evalharness.errors import UserError
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load only when a command runs
@@ -36,13 +37,6 @@ def _p(value: float) -> str:
 
 def _num(value: float, digits: int = 2) -> str:
     return "-" if math.isnan(value) else f"{value:+.{digits}f}"
-
-
-def _wide_console() -> Console:
-    # Piped or captured output has no width; wrapping an 11-column table at 80 characters
-    # would break every cell, so write long lines instead.
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
 
 
 def power(
@@ -260,7 +254,7 @@ def stats(
     if format_ == "json":
         typer.echo(json.dumps(to_jsonable(summary), indent=2))
     else:
-        _print_summary(summary, file, _wide_console())
+        _print_summary(summary, file, output_console())
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from evalharness.console import output_console
 from evalharness.errors import UserError
 from evalharness.judging.config import (
     available_judges,
@@ -30,7 +31,7 @@ JudgesDirOption = Annotated[Path | None, typer.Option(
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False)
+    return output_console()
 
 
 def judge(
