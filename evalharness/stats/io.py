@@ -8,50 +8,34 @@ the schema holds, and unknown fields are an error (a typo must not pass silently
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from evalharness.errors import UserError
 from evalharness.keys import content_key
+from evalharness.rows import read_rows
 from evalharness.schema import Judgment
 
 _FIX = "Fix: each line must be one JSON object in the judgments schema (docs/statistics.md)."
 
 
 def read_judgments(path: Path) -> list[Judgment]:
-    """All judgments in ``path``, in file order.
+    """All judgments in ``path``, in file order (JSON lines; CSV and Parquet work too).
 
     Raises:
         UserError: the file is missing, or a line is not a valid judgment (``file:line``).
     """
-    if not path.is_file():
-        raise UserError(
-            f"{path}: judgments file not found. Fix: pass a JSON-lines file of judgments, "
-            "e.g. runs/<run-id>/judgments.jsonl."
-        )
     out: list[Judgment] = []
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(
-                    f"{where}: not valid JSON ({exc.msg} at column {exc.colno}). {_FIX}"
-                ) from None
-            if not isinstance(raw, dict):
-                raise UserError(f"{where}: expected a JSON object. {_FIX}")
-            raw.setdefault("key", content_key(raw))
-            raw.setdefault("judge", "external")
-            raw.setdefault("verdict", raw.get("winner"))
-            try:
-                out.append(Judgment.model_validate(raw))
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                field = ".".join(str(p) for p in first["loc"]) or "(record)"
-                raise UserError(f"{where}: field '{field}': {first['msg']}. {_FIX}") from None
+    for row in read_rows(path, "judgments file"):
+        raw = dict(row.fields)
+        raw.setdefault("key", content_key(raw))
+        raw.setdefault("judge", "external")
+        raw.setdefault("verdict", raw.get("winner"))
+        try:
+            out.append(Judgment.model_validate(raw))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "(record)"
+            raise UserError(f"{row.where}: field '{field}': {first['msg']}. {_FIX}") from None
     return out
