@@ -178,6 +178,11 @@ def league(
     _check_league(specs)
     judge_config = _judge(judge, judges_dir)
     prompt_set = load_prompt_set(prompts)
+    if judge_config.uses_reference and not any(p.reference for p in prompt_set.prompts):
+        raise UserError(f"judge {judge_config.name} compares answers with each prompt's "
+                        f"'reference', and {prompt_set.source} has none. Fix: add references "
+                        "to the prompt set, or use an LLM judge (--judge pairwise-binary).")
+    formats = [check_format(fmt) for fmt in report_formats]
     data = load_eval_data(ppl_data) if ppl_data is not None else None
     spec = _backend_spec(backend, verify)
     gen = gen or GenConfig()
@@ -213,7 +218,7 @@ def league(
         judging = judge_run(run, judge_config, names[0], progress=progress,
                             runs_root=runs_root, pairs=pairs)
     report = load_report_data(run.path, seed=seed, n_boot=n_boot)
-    written = tuple(write_rendered(report, check_format(fmt)) for fmt in report_formats)
+    written = tuple(write_rendered(report, fmt) for fmt in formats)
     check = run.read_manifest().serving_check
     return LeagueResult(run.path, report, answers, judging, ppl, written, check)
 

@@ -187,3 +187,13 @@ def test_python_api_as_an_optimisation_objective(kit, tmp_path: Path) -> None:  
                                  gen=evalharness.GenConfig(max_new_tokens=32),
                                  runs_root=tmp_path / "runs", report_formats=())
     assert result.p_value < 0.05 and result.answers.computed == 0
+
+
+def test_reference_judge_without_references_fails_before_any_answer(cli, kit,  # type: ignore[no-untyped-def]
+                                                                   tmp_path: Path) -> None:
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text(json.dumps({"id": "q1", "prompt": "Where is Redmoor?"}) + "\n")
+    result = cli("compare", kit.adapter("qv-r8"), "--prompts", bare)
+    assert result.code == 2, result.text
+    assert "has none. Fix: add references" in " ".join(result.text.split())
+    assert not (tmp_path / "runs").exists()
