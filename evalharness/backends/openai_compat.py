@@ -64,6 +64,7 @@ class OpenAIBackend:
         self._client: Any = None
         self._served: dict[str, str] = {}  # model key -> served model name
         self._tokenizers: dict[str, Any] = {}
+        self._attached_loads: list[str] = []  # adapters we loaded onto a server we do not own
 
     def prepare(self, models: Sequence[ModelSpec]) -> None:
         """Start the server if we own one, then make every model servable by name."""
@@ -108,17 +109,22 @@ class OpenAIBackend:
         if self.server is not None:
             self.server.load_adapter(name, model.adapter)
             return
-        import httpx
-
-        url = self.base_url.rstrip("/") if self.base_url else ""
-        response = httpx.post(f"{url}/load_lora_adapter",
-                              json={"lora_name": name, "lora_path": model.adapter},
-                              headers={"Authorization": f"Bearer {self.api_key}"}, timeout=120)
-        if response.status_code != 200 and "already" not in response.text:
+        response = self._lora_admin("load_lora_adapter",
+                                    {"lora_name": name, "lora_path": model.adapter})
+        if response.status_code == 200:
+            self._attached_loads.append(name)
+        elif "already" not in response.text:
             raise UserError(f"the endpoint {self.base_url} did not load adapter {model.adapter} "
                             f"(HTTP {response.status_code}: {response.text[:300]}). Fix: start "
                             "it with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
                             "or let evalharness start one (--backend vllm-server).")
+
+    def _lora_admin(self, action: str, body: dict[str, str]) -> Any:
+        import httpx
+
+        url = self.base_url.rstrip("/") if self.base_url else ""
+        return httpx.post(f"{url}/{action}", json=body,
+                          headers={"Authorization": f"Bearer {self.api_key}"}, timeout=120)
 
     def _parallel(self, items: Sequence[T], call: Callable[[T], R]) -> Iterator[R]:
         import openai
@@ -196,7 +202,13 @@ class OpenAIBackend:
         yield from self._parallel(requests, one)
 
     def close(self) -> None:
-        """Unload our adapters and stop the server we started."""
+        """Unload the adapters we loaded and stop the server we started."""
+        for name in self._attached_loads:
+            try:
+                self._lora_admin("unload_lora_adapter", {"lora_name": name})
+            except Exception:  # the server may be gone; leaving an adapter loaded is harmless
+                break
+        self._attached_loads.clear()
         if self.server is not None:
             for name in list(self.server.loaded):
                 try:

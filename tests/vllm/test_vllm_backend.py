@@ -196,6 +196,10 @@ def test_attach_to_a_running_server_with_the_openai_backend(kit, run_cli_subproc
                                   kit.prompts, "--max-new-tokens", "16", "--backend", "openai",
                                   "--endpoint", server.url, "--verify")
         assert done.returncode == 0, done.stderr[-2000:]
+        import httpx
+
+        served = [m["id"] for m in httpx.get(f"{server.url}/models").json()["data"]]
+        assert served == [str(kit.base)], "adapters we loaded were left on the server"
     finally:
         server.stop()
     answers = _answers(_only_run(tmp_path / "runs"))
