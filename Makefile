@@ -26,7 +26,7 @@ demo: venv
 	$(VENV)/bin/evalharness demo
 
 lint: venv
-	$(PY) -m ruff check evalharness
+	$(PY) -m ruff check evalharness tests benchmarks
 	$(PY) -m mypy evalharness
 
 # Debian's Chromium + ChromeDriver for the HTML report's browser test (needs root; without

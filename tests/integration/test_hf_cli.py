@@ -22,7 +22,7 @@ def _answers(run_dir: Path) -> dict[tuple[str, str], str]:
 
 
 def _run_dir(output: str) -> Path:
-    line = next(l for l in output.splitlines() if l.startswith("run directory: "))
+    line = next(x for x in output.splitlines() if x.startswith("run directory: "))
     return Path(line.removeprefix("run directory: ").strip())
 
 

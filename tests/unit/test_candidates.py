@@ -69,7 +69,8 @@ def test_target_module_missing_from_base(kit_copy: Path) -> None:
         resolve_models([str(adapter)])
 
 
-def test_adapters_on_different_bases_cannot_share_a_run(kit, kit_copy: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_adapters_on_different_bases_cannot_share_a_run(kit, kit_copy: Path,  # type: ignore[no-untyped-def]
+                                                        tmp_path: Path) -> None:
     other_base = tmp_path / "other-base"
     shutil.copytree(kit.base, other_base)
     _set_config(kit_copy / "all-r16", base_model_name_or_path=str(other_base))

@@ -37,8 +37,8 @@ class Crashing(FakeBackend):
 
 def _run(kit, prompts: Path, backend: FakeBackend, root: Path, **kw):  # type: ignore[no-untyped-def]
     return run_models(["baseline", str(kit.adapter("qv-r8"))], command="generate",
-                      backend=BackendSpec("fake", "fake", lambda _run_dir: backend), prompts=prompts,
-                      runs_root=root, **kw)
+                      backend=BackendSpec("fake", "fake", lambda _run_dir: backend),
+                      prompts=prompts, runs_root=root, **kw)
 
 
 def test_interrupted_run_resumes_without_redoing_finished_answers(kit, prompts: Path,  # type: ignore[no-untyped-def]
@@ -73,8 +73,8 @@ def test_answers_are_reused_across_runs_by_content(kit, prompts: Path, tmp_path:
     _run(kit, prompts, FakeBackend(), root)
     backend = FakeBackend()
     result = run_models(["baseline", str(kit.adapter("all-r16"))], command="generate",
-                        backend=BackendSpec("fake", "fake", lambda _run_dir: backend), prompts=prompts,
-                        runs_root=root)
+                        backend=BackendSpec("fake", "fake", lambda _run_dir: backend),
+                        prompts=prompts, runs_root=root)
     # The baseline's six answers come from the first run; only the new adapter is generated.
     assert result.answers.reused == 6 and backend.calls["generate"] == 6  # type: ignore[union-attr]
 

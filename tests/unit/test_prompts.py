@@ -71,7 +71,8 @@ def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
         load_prompt_set(path)
     message = str(caught.value)
     for line, problem in ((2, "duplicate id 'a'"), (3, "empty prompt"), (4, "missing 'id'"),
-                          (5, "give exactly one of 'prompt' or 'messages'"), (6, "unknown field(s) promt"),
+                          (5, "give exactly one of 'prompt' or 'messages'"),
+                          (6, "unknown field(s) promt"),
                           (7, "messages[0] needs a 'role'")):
         assert f"bad.jsonl:{line}: {problem}" in message
     assert "Fix:" in message

@@ -34,7 +34,7 @@ def test_vllm_agrees_with_transformers_on_answers_and_token_nlls(kit) -> None:  
     done = subprocess.run([sys.executable, str(AGREEMENT), str(kit.root)], capture_output=True,
                           text=True, timeout=600, env={**os.environ, **VLLM_ENV}, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("RESULT "))
+    result = json.loads(next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
                         .removeprefix("RESULT "))
     print("vLLM vs HF greedy answers identical:", result["same"], "of", result["per_model"],
           "per model; max per-token NLL difference", result["max_nll_diff"])
