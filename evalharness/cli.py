@@ -150,10 +150,11 @@ def kit(
 ) -> None:
     """Build the offline tiny-model kit (tokenizer, tiny Llama, four LoRA adapters)."""
     from evalharness.demo.kit import build_kit
+    from evalharness.progress import RichProgress
 
     console = _console()
-    with console.status("building the tiny model kit"):
-        built = build_kit(folder, force=force)
+    with RichProgress() as progress:
+        built = build_kit(folder, force=force, progress=progress)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in built.seconds.items()) or "reused"
     console.print(f"kit ready in {built.root} ({timings})")
     console.print(f"base model: {built.base}")

@@ -28,6 +28,7 @@ from evalharness.backends.tokens import scoring_ids
 from evalharness.demo.corpus import DemoText, QAPair, demo_text
 from evalharness.errors import require_module
 from evalharness.keys import content_key
+from evalharness.pipeline import Progress
 from evalharness.schema import Message
 from evalharness.store import atomic_write_text
 
@@ -133,13 +134,15 @@ class Kit:
         return self.root / "data" / "prompts.jsonl"
 
 
-def build_kit(root: Path, recipe: KitRecipe | None = None, force: bool = False) -> Kit:
+def build_kit(root: Path, recipe: KitRecipe | None = None, force: bool = False,
+              progress: Progress | None = None) -> Kit:
     """Build the kit into ``root``, or reuse it when a kit of the same recipe is there.
 
     Args:
         root: the kit folder (created).
         recipe: what to build; the default is base + the four ``DEFAULT_ADAPTERS``.
         force: rebuild even when a matching kit exists.
+        progress: where to report pretraining steps and adapters trained.
     """
     require_module("torch", "hf", "Building the tiny model kit")
     require_module("peft", "hf", "Building the tiny model kit")
@@ -163,12 +166,16 @@ def build_kit(root: Path, recipe: KitRecipe | None = None, force: bool = False) 
     tokenizer = build_tokenizer(root / "base", text, recipe.base)
     seconds["tokenizer"] = time.perf_counter() - start
     start = time.perf_counter()
-    pretrain_base(root / "base", tokenizer, text, recipe.base)
+    pretrain_base(root / "base", tokenizer, text, recipe.base, progress)
     seconds["base"] = time.perf_counter() - start
+    if progress is not None:
+        progress.start("kit: training adapters", len(recipe.adapters))
     for adapter in recipe.adapters:
         start = time.perf_counter()
         train_adapter(root / "base", root / "adapters" / adapter.name, adapter, text)
         seconds[f"adapter:{adapter.name}"] = time.perf_counter() - start
+        if progress is not None:
+            progress.advance()
     _write_data(root / "data", text.eval_qa)
     info = {"key": recipe.key(), "recipe": asdict(recipe), "seconds": seconds}
     atomic_write_text(marker, json.dumps(info, indent=2) + "\n")
@@ -239,7 +246,8 @@ def _pretraining_ids(tokenizer: Any, text: DemoText) -> list[int]:
     return ids
 
 
-def pretrain_base(folder: Path, tokenizer: Any, text: DemoText, recipe: BaseRecipe) -> None:
+def pretrain_base(folder: Path, tokenizer: Any, text: DemoText, recipe: BaseRecipe,
+                  progress: Progress | None = None) -> None:
     """Pretrain a tiny Llama on the corpus and save it (float32 safetensors) to ``folder``."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -270,6 +278,8 @@ def pretrain_base(folder: Path, tokenizer: Any, text: DemoText, recipe: BaseReci
         optimizer, lambda step: min(1.0, (step + 1) / 20) * max(0.05, 1 - step / steps)
     )
     model.train()
+    if progress is not None:
+        progress.start("kit: pretraining the base model", recipe.pretrain_steps)
     for _ in range(recipe.pretrain_steps):
         starts = torch.randint(0, len(stream) - window - 1, (recipe.batch_size,),
                                generator=generator)
@@ -280,6 +290,8 @@ def pretrain_base(folder: Path, tokenizer: Any, text: DemoText, recipe: BaseReci
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
+        if progress is not None:
+            progress.advance()
     model.eval()
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,

@@ -26,7 +26,7 @@ def run_demo(runs_root: Path, backend: BackendSpec, judge: str | JudgeConfig = "
              kit_folder: Path = KIT_FOLDER, argv: Sequence[str] = (),
              progress: Progress | None = None) -> tuple[Kit, LeagueResult]:
     """Build (or reuse) the kit in ``kit_folder`` and play its league under ``runs_root``."""
-    kit = build_kit(kit_folder)
+    kit = build_kit(kit_folder, progress=progress)
     adapters = [str(kit.adapter(a.name)) for a in kit.recipe.adapters]
     result = league(
         adapters, "baseline", prompts=kit.prompts, judge=judge, backend=backend,
