@@ -64,7 +64,9 @@ class Progress(Protocol):
         """``amount`` units finished."""
 
 
-class _Silent:
+class SilentProgress:
+    """A ``Progress`` that reports nothing (the Python API's default)."""
+
     def start(self, description: str, total: int) -> None:
         pass
 
@@ -226,7 +228,7 @@ def generate_answers(run: RunDir, models: Sequence[ModelSpec], prompts: PromptSe
     ``runs_root`` are copied; only the rest are generated, and each is appended as it
     finishes.
     """
-    progress = progress or _Silent()
+    progress = progress or SilentProgress()
     log = run.log(ANSWERS, Answer)
     wanted = {answer_key(m, p, gen, engine): (m, p) for m in models for p in prompts.prompts}
     on_disk, borrowed = _settle_from_disk(run, log, ANSWERS, Answer,
@@ -253,7 +255,7 @@ def score_perplexity(run: RunDir, models: Sequence[ModelSpec], data: EvalData,
                      backend: LazyBackend, engine: str, runs_root: Path,
                      progress: Progress | None = None) -> StageCounts:
     """Make sure ``run`` holds a perplexity record for every model and example."""
-    progress = progress or _Silent()
+    progress = progress or SilentProgress()
     log = run.log(PERPLEXITY, PerplexityRecord)
     wanted = {record_key(m.key, e, engine): (m, e) for m in models for e in data.examples}
     on_disk, borrowed = _settle_from_disk(run, log, PERPLEXITY, PerplexityRecord,

@@ -24,7 +24,13 @@ from evalharness.judging.base import Judge, Outcome
 from evalharness.judging.config import JudgeConfig
 from evalharness.judging.templates import GameText, question_text
 from evalharness.keys import content_key
-from evalharness.pipeline import DEFAULT_RUNS_ROOT, Progress, answer_key, tracked_run
+from evalharness.pipeline import (
+    DEFAULT_RUNS_ROOT,
+    Progress,
+    SilentProgress,
+    answer_key,
+    tracked_run,
+)
 from evalharness.prompts import load_prompt_set
 from evalharness.schema import Answer, Judgment, Manifest, Prompt, PromptSet, TokenUsage
 from evalharness.store import ANSWERS, JUDGMENTS, JsonlLog, RunDir, find_reusable, utc_now
@@ -271,10 +277,10 @@ def judge_plan(run: RunDir, plan: Plan, judge: JudgeConfig, progress: Progress |
         log.checkpoint()
         spent = _Spent()
         if groups:
-            (progress or _Silent()).start(f"judging ({judge.name})", len(groups))
+            (progress or SilentProgress()).start(f"judging ({judge.name})", len(groups))
             factory = make_judge or default_judge_factory
             asyncio.run(_judge_all(list(groups.values()), factory(judge), judge, log,
-                                   progress or _Silent(), spent))
+                                   progress or SilentProgress(), spent))
     finally:
         log.close()
     computed = sum(len(g) for g in groups.values())
@@ -301,14 +307,6 @@ class _Spent:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     copies: int = 0
-
-
-class _Silent:
-    def start(self, description: str, total: int) -> None:
-        pass
-
-    def advance(self, amount: int = 1) -> None:
-        pass
 
 
 async def _judge_all(groups: list[list[PlannedGame]], judge: Judge, config: JudgeConfig,
