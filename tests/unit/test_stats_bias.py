@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from evalharness.schema import Judgment
 from evalharness.stats import judge_bias, pair_games, position_bias
+from tests.helpers import game
 
 
 def games(winners: list[tuple[str, str]], lengths: tuple[int, int] = (100, 100)):
@@ -16,19 +16,8 @@ def games(winners: list[tuple[str, str]], lengths: tuple[int, int] = (100, 100))
         for order, winner in enumerate(pair):
             first, second = ("ft", "base") if order == 0 else ("base", "ft")
             a_len, b_len = lengths if order == 0 else lengths[::-1]
-            out.append(
-                Judgment(
-                    key=f"{i}{order}",
-                    prompt_id=f"p{i}",
-                    judge="j",
-                    first=first,
-                    second=second,
-                    verdict=winner,
-                    winner=winner,  # type: ignore[arg-type]
-                    first_length=a_len,
-                    second_length=b_len,
-                )
-            )
+            out.append(game(f"{i}{order}", f"p{i}", first, second, winner,
+                            first_length=a_len, second_length=b_len))
     return out
 
 

@@ -8,6 +8,7 @@ from scipy import optimize
 
 from evalharness.schema import Judgment
 from evalharness.stats import battles_from_judgments, fit_bradley_terry, league
+from tests.helpers import game
 
 
 def direct_fit(wins: np.ndarray, reference: int) -> np.ndarray:
@@ -51,17 +52,7 @@ def simulated_league(
                     winner = "tie"
                 else:
                     winner = "A" if (a_result == "win") == (order == 0) else "B"
-                out.append(
-                    Judgment(
-                        key=f"{a}{b}{prompt}{order}",
-                        prompt_id=f"q{prompt}",
-                        judge="j",
-                        first=first,
-                        second=second,
-                        verdict=winner,
-                        winner=winner,
-                    )
-                )  # type: ignore[arg-type]
+                out.append(game(f"{a}{b}{prompt}{order}", f"q{prompt}", first, second, winner))
     return out
 
 

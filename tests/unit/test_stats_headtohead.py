@@ -11,6 +11,7 @@ from scipy import stats as sps
 from evalharness.schema import Judgment
 from evalharness.stats import head_to_head, wilson
 from evalharness.stats.intervals import effective_prompts, wilson_scores
+from tests.helpers import game
 
 
 def both_orders(outcomes: list[tuple[str, str]], cand: str = "ft", base: str = "base"):
@@ -20,17 +21,7 @@ def both_orders(outcomes: list[tuple[str, str]], cand: str = "ft", base: str = "
     for i, (w1, w2) in enumerate(outcomes):
         for order, winner in ((0, w1), (1, w2)):
             first, second = (cand, base) if order == 0 else (base, cand)
-            out.append(
-                Judgment(
-                    key=f"p{i}-{order}",
-                    prompt_id=f"p{i}",
-                    judge="j",
-                    first=first,
-                    second=second,
-                    verdict=winner,
-                    winner=winner,
-                )  # type: ignore[arg-type]
-            )
+            out.append(game(f"p{i}-{order}", f"p{i}", first, second, winner))
     return out
 
 

@@ -10,6 +10,7 @@ import pytest
 from evalharness.errors import UserError
 from evalharness.schema import Judgment
 from evalharness.stats import head_to_head, infer_baseline, summarize, to_jsonable
+from tests.helpers import game
 
 
 def league_judgments(seed: int = 0, n: int = 40) -> list[Judgment]:
@@ -21,19 +22,9 @@ def league_judgments(seed: int = 0, n: int = 40) -> list[Judgment]:
                 cand_wins = rng.random() < p
                 first, second = (name, "base") if order == 0 else ("base", name)
                 winner = "A" if cand_wins == (order == 0) else "B"
-                out.append(
-                    Judgment(
-                        key=f"{name}{i}{order}",
-                        prompt_id=f"p{i}",
-                        judge="j",
-                        first=first,
-                        second=second,
-                        verdict=winner,
-                        winner=winner,  # type: ignore[arg-type]
-                        first_length=int(rng.integers(50, 500)),
-                        second_length=int(rng.integers(50, 500)),
-                    )
-                )
+                out.append(game(f"{name}{i}{order}", f"p{i}", first, second, winner,
+                                first_length=int(rng.integers(50, 500)),
+                                second_length=int(rng.integers(50, 500))))
     return out
 
 
