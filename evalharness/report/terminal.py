@@ -15,7 +15,7 @@ from evalharness.perplexity import PerplexitySummary, summarize
 from evalharness.report.markdown import Paragraph, Section, report_sections
 from evalharness.report.markdown import Table as ReportTable
 from evalharness.schema import Answer, Manifest, PerplexityRecord
-from evalharness.store import ANSWERS, PERPLEXITY, JsonlLog, RunDir
+from evalharness.store import ANSWERS, JUDGMENTS, PERPLEXITY, JsonlLog, RunDir
 
 if TYPE_CHECKING:
     from evalharness.evaluate import LeagueResult
@@ -98,6 +98,12 @@ def show_run(console: Console, run: RunDir, limit: int = 5) -> None:
                           + ", ".join(f"{m} {n}" for m, n in truncated.items()))
         console.print(answers_table(answers, limit))
     records = JsonlLog(run.path / PERPLEXITY, PerplexityRecord).read()
+    if (run.path / JUDGMENTS).is_file():
+        # A judged run: its head-to-head results, as the reports show them.
+        from evalharness.report.data import load_report_data
+
+        summary = load_report_data(run.path, n_boot=1000)
+        print_sections(console, [s for s in report_sections(summary) if s.id == "summary"])
     if records:
         by_model: dict[str, list[PerplexityRecord]] = {}
         for record in records:

@@ -89,6 +89,11 @@ def test_compare_with_reference_judge_reports_the_stats_of_its_judgments(cli, ki
     assert "serving self-check" in flat  # recorded, though no model was loaded this time
     assert len(_judgments(run_dir)) == 64
 
+    shown = cli("show", run_dir)
+    assert shown.code == 0, shown.text
+    assert "Head to head against baseline" in shown.out
+    assert f"{expected.wins}/{expected.ties}/{expected.losses}" in shown.out
+
 
 def test_compare_with_an_llm_judge_on_a_loopback_server(cli, kit, judge_server,  # type: ignore[no-untyped-def]
                                                         llm_judge: Path) -> None:
