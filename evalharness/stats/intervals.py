@@ -135,11 +135,6 @@ def percentile_interval(samples: FloatArray, confidence: float = 0.95) -> Interv
     return Interval(float(low), float(high))
 
 
-def percentile_intervals(samples: FloatArray, confidence: float = 0.95) -> list[Interval]:
-    """Column-wise percentile intervals of a (rounds x statistics) array."""
-    return [percentile_interval(samples[:, k], confidence) for k in range(samples.shape[1])]
-
-
 def weighted_means(weights: IntArray | FloatArray, values: FloatArray) -> FloatArray:
     """Bootstrap means of NaN-holding ``values`` (statistics x items) under ``weights``.
 

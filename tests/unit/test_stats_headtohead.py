@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from evalharness.schema import Judgment
 from evalharness.stats import head_to_head, wilson
 from evalharness.stats.intervals import effective_prompts, wilson_scores
 from tests.helpers import game
@@ -103,33 +102,10 @@ def test_effective_n_wilson_narrows_only_when_prompts_tie() -> None:
 
 
 def test_soft_win_rate_from_logprob_preferences() -> None:
-    js = []
-    for i in range(4):
-        # weight_a = P(A better); candidate first in order 0, second in order 1.
-        js.append(
-            Judgment(
-                key=f"{i}a",
-                prompt_id=f"p{i}",
-                judge="j",
-                first="ft",
-                second="base",
-                verdict="A",
-                winner="A",
-                weight_a=0.8,
-            )
-        )
-        js.append(
-            Judgment(
-                key=f"{i}b",
-                prompt_id=f"p{i}",
-                judge="j",
-                first="base",
-                second="ft",
-                verdict="B",
-                winner="B",
-                weight_a=0.4,
-            )
-        )
+    # weight_a = P(A better); the candidate is A in the first game and B in the second.
+    js = [g for i in range(4) for g in (
+        game(f"{i}a", f"p{i}", "ft", "base", "A", weight_a=0.8),
+        game(f"{i}b", f"p{i}", "base", "ft", "B", weight_a=0.4))]
     h = head_to_head(js, "ft", "base")
     assert h.soft_win_rate == pytest.approx((0.8 + 0.6) / 2)
     assert h.n_soft_prompts == 4
