@@ -231,7 +231,8 @@ def stats(
     baseline: Annotated[
         str | None,
         typer.Option(
-            help="The model every candidate is compared with (default: the one in every pair)."
+            help="The model every candidate is compared with (default: the baseline of the run "
+            "the file is in, else the model in every pair)."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
@@ -239,7 +240,8 @@ def stats(
     format_: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """Every statistic of a judgments file: win rates, intervals, tests, bias, league."""
-    from evalharness.stats import infer_baseline, read_judgments, summarize, to_jsonable
+    from evalharness.stats import read_judgments, summarize, to_jsonable
+    from evalharness.stats.io import baseline_for
 
     if format_ not in {"table", "json"}:
         raise UserError(f"--format {format_!r} is not known. Fix: use --format table or json.")
@@ -249,12 +251,14 @@ def stats(
             "Fix: use at least 100 (default 2000)."
         )
     judgments = read_judgments(file)
-    chosen = baseline if baseline is not None else infer_baseline(judgments)
+    chosen = baseline if baseline is not None else baseline_for(file, judgments)
     summary = summarize(judgments, chosen, seed=seed, n_boot=bootstrap)
     if format_ == "json":
         typer.echo(json.dumps(to_jsonable(summary), indent=2))
     else:
         _print_summary(summary, file, output_console())
+    if summary.problem is not None:  # the numbers above are all "-": say why, and exit 2
+        raise UserError(summary.problem)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,9 @@ class Outcome:
     """Calls made (0 for offline judges)."""
     error: str | None = None
     """Why no verdict could be read."""
+    rejected: str | None = None
+    """The endpoint refused the request (an HTTP 4xx other than 429, with its message): no
+    answer from the judge, so the game is not stored and a rerun judges it again."""
 
 
 class Judge(Protocol):

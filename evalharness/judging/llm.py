@@ -1,15 +1,19 @@
 """The LLM judge: any OpenAI-compatible chat-completions endpoint, called with ``AsyncOpenAI``.
 
 Failures in transit (429, 408/409, 5xx, timeouts, dropped connections, a body that is not
-JSON) are retried with exponential backoff and jitter, waiting at least what a
-``Retry-After`` header asks; when ``retries`` are spent the run stops with ``JudgeError``
-(everything finished is on disk, a rerun resumes). A reply whose verdict cannot be read is
-asked again ``invalid_retries`` times, then returned invalid with its text. A request the
-endpoint rejects as malformed (other 4xx) is returned invalid with the endpoint's message;
-a bad key or an unknown model stops the run with a ``UserError``.
+JSON) are retried with exponential backoff and jitter, waiting what a ``Retry-After`` header
+asks but never longer than ``backoff.max_s`` (an endpoint asking for an hour would otherwise
+park every worker silently); a wait over ``LONG_WAIT_S`` is shown with its reason. When
+``retries`` are spent the run stops with ``JudgeError`` (everything finished is on disk, a
+rerun resumes). A reply whose verdict cannot be read is asked again ``invalid_retries``
+times, then returned invalid with its text: that is the judge's answer. A request the
+endpoint rejects (other 4xx) is not an answer: it comes back as ``Outcome.rejected`` and is
+never stored, so a rerun after fixing the endpoint judges the game. A bad key or an unknown
+model stops the run with a ``UserError``; ``probe_judge`` finds those before any work starts.
 
 The API key is read from the environment variable the config names, used for the client
-only, and scrubbed from every text this module returns.
+only, and scrubbed from every text this module returns. Credentials in the URL
+(``user:pass@host``) are never sent: HTTP clients would turn them into Basic auth.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import email.utils
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ from evalharness.judging.base import Outcome
 from evalharness.judging.config import JudgeConfig
 from evalharness.judging.templates import GameText, render, values_for
 from evalharness.judging.verdicts import parse_verdict, weight_from_positions
+from evalharness.redact import redact_text, strip_userinfo
 from evalharness.schema import TokenUsage
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -36,18 +42,37 @@ REJECTIONS_BEFORE_GIVING_UP = 5
 """Rejected requests (4xx) with no success at all before the run stops: the endpoint, not
 one game, is the problem (a model without logprobs, a wrong request shape)."""
 NO_KEY = "not-needed"
+LONG_WAIT_S = 5.0
+"""Waits between retries longer than this are shown (with their reason) while they last."""
+PROBE_TIMEOUT_S = 15.0
+"""Most seconds the probe waits for the endpoint (a judge's own timeout may be minutes)."""
 
 
 def api_key_for(config: JudgeConfig, environ: Mapping[str, str] | None = None) -> str:
     """The API key from the variable ``config.api_key_env`` names.
 
+    Credentials written into the URL (``user:password@host``) are never used: HTTP clients
+    would send them as Basic auth in place of the key, so a URL holding them needs the key
+    in the variable.
+
     Raises:
-        UserError: the variable is not set (naming the variable, never a value).
+        UserError: the variable is not set (naming the variable, never a value), or the URL
+            holds credentials and no key variable is set.
     """
+    environ = os.environ if environ is None else environ
+    key = environ.get(config.api_key_env, "") if config.api_key_env is not None else ""
+    if strip_userinfo(config.base_url) != config.base_url and not key.strip():
+        variable = config.api_key_env or "OPENAI_API_KEY"
+        raise UserError(
+            f"the judge URL {config.shown_url.replace('://', '://***@', 1)} holds credentials "
+            "(user:password@ before the host); evalharness never sends those (they would go "
+            "as Basic auth, replacing the API key) and never writes them anywhere. Fix: put "
+            f"the key in the environment variable named by api_key_env (export {variable}="
+            f"...; api_key_env is set in {config.folder / 'config.yaml'}) and pass the URL "
+            "without the user:password@ part."
+        )
     if config.api_key_env is None:
         return NO_KEY
-    environ = os.environ if environ is None else environ
-    key = environ.get(config.api_key_env, "")
     if not key.strip():
         raise UserError(
             f"judge '{config.name}' needs an API key in the environment variable "
@@ -82,6 +107,8 @@ class _Rejected:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+Notify = Callable[[str], None]
+"""Shows a line while a long wait lasts (``""`` when no wait is left)."""
 
 
 class LLMJudge:
@@ -92,11 +119,13 @@ class LLMJudge:
         client: an ``openai.AsyncOpenAI`` (made from the config and the key when omitted).
         sleep: how to wait between retries (tests pass a recorder).
         seed: seed of the backoff jitter.
+        notify: shows why the judge waits, when a wait is long (the progress bar's ``note``).
     """
 
     def __init__(self, config: JudgeConfig, *, client: Any = None, sleep: Sleep | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, notify: Notify | None = None) -> None:
         self.config = config
+        self.url = config.shown_url
         self._secret = ""
         if client is None:
             try:
@@ -104,10 +133,13 @@ class LLMJudge:
             except ImportError:  # pragma: no cover - openai is a core dependency
                 raise MissingExtraError("openai", "openai", "the LLM judge") from None
             self._secret = api_key_for(config)
-            client = openai.AsyncOpenAI(base_url=config.base_url, api_key=self._secret,
-                                        max_retries=0, timeout=config.timeout_s)
+            client = openai.AsyncOpenAI(base_url=strip_userinfo(config.base_url),
+                                        api_key=self._secret, max_retries=0,
+                                        timeout=config.timeout_s)
         self._client = client
         self._sleep: Sleep = sleep or asyncio.sleep
+        self._notify = notify
+        self._waiting = 0
         self._rng = random.Random(seed)
         self._accepted = 0
         self._rejected = 0
@@ -128,7 +160,7 @@ class LLMJudge:
             if isinstance(reply, _Rejected):
                 return Outcome(None, None, raw="", usage=TokenUsage(
                     prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
-                    attempts=attempts, error=self._scrub(reply.message))
+                    attempts=attempts, rejected=self._scrub(reply.message))
             prompt_tokens += reply.usage.prompt_tokens
             completion_tokens += reply.usage.completion_tokens
             last = reply
@@ -169,17 +201,9 @@ class LLMJudge:
                                                    cast_to=object)
                 reply = _reply(response)
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-                raise UserError(
-                    f"the judge endpoint {config.base_url} refused the API key "
-                    f"(HTTP {exc.status_code}). Fix: check the key in ${config.api_key_env} "
-                    "and that it may use this model."
-                ) from None
-            except openai.NotFoundError:
-                raise UserError(
-                    f"the judge endpoint {config.base_url} does not serve model "
-                    f"'{config.model}' (HTTP 404). Fix: pass --judge-model with a model it "
-                    "serves, or --judge-url with the right endpoint (ending in /v1)."
-                ) from None
+                raise self._key_refused(exc) from None
+            except openai.NotFoundError as exc:
+                raise self._not_found(exc, None) from None
             except openai.APIStatusError as exc:
                 if exc.status_code < 500 and exc.status_code not in RETRYABLE_STATUS:
                     return self._rejection(exc), attempt + 1
@@ -192,38 +216,174 @@ class LLMJudge:
                 return reply, attempt + 1
             if attempt == config.retries:
                 raise JudgeError(
-                    f"judge '{config.name}' at {config.base_url}: a call failed "
-                    f"{config.retries + 1} times; last error: {self._scrub(_describe(failure))}."
+                    f"judge '{config.name}' at {self.url}: a call failed "
+                    f"{config.retries + 1} times; last error: "
+                    f"{self._scrub(_describe(failure)).rstrip('.')}."
                     " Everything judged so far is saved; rerun the command to resume. Fix: "
                     "check the endpoint, or raise 'retries' / lower 'concurrency' in "
                     f"{config.folder / 'config.yaml'}."
                 ) from None
-            await self._sleep(self._delay(attempt, _retry_after(failure)))
+            await self._wait(attempt, failure)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _key_refused(self, exc: Any) -> UserError:
+        where = (f"${self.config.api_key_env}" if self.config.api_key_env else
+                 f"api_key_env in {self.config.folder / 'config.yaml'} (it is null: no key is "
+                 "sent)")
+        return UserError(
+            f"the judge endpoint {self.url} refused the API key ("
+            f"{self._scrub(_describe(exc))}). Fix: check the key in {where} and that it may "
+            f"use model '{self.config.model}'."
+        )
+
+    def _not_found(self, exc: Any, served: list[str] | None) -> UserError:
+        if served is not None and self.config.model not in served:
+            listing = ", ".join(served[:20]) or "none"
+            return UserError(
+                f"the judge endpoint {self.url} does not serve model '{self.config.model}' "
+                f"(it serves: {listing}). Fix: pass --judge-model with one of those (or set "
+                f"model in {self.config.folder / 'config.yaml'})."
+            )
+        return UserError(
+            f"the judge endpoint {self.url} answered HTTP 404 for model '{self.config.model}' "
+            f"({self._scrub(_describe(exc))}). Fix: pass --judge-model with a model it serves, "
+            "or --judge-url with the endpoint's OpenAI-compatible base URL (usually ending in "
+            "/v1)."
+        )
 
     def _rejection(self, exc: Any) -> _Rejected:
         self._rejected += 1
         message = _describe(exc)
         if self._accepted == 0 and self._rejected >= REJECTIONS_BEFORE_GIVING_UP:
             raise JudgeError(
-                f"judge '{self.config.name}' at {self.config.base_url}: the endpoint rejected "
+                f"judge '{self.config.name}' at {self.url}: the endpoint rejected "
                 f"all of the first {self._rejected} requests; last: {self._scrub(message)}. "
-                "Fix: check that the model and options (logprobs, max_tokens) are supported."
+                "Nothing rejected was saved. Fix: check that the model and options (logprobs, "
+                "max_tokens) are supported, then rerun the command."
             )
-        return _Rejected(f"request rejected: {message}")
+        return _Rejected(message)
+
+    async def _wait(self, attempt: int, failure: BaseException) -> None:
+        """Sleep before retry ``attempt + 1``, showing the reason while a long wait lasts."""
+        asked = _retry_after(failure)
+        delay = self._delay(attempt, asked)
+        if delay <= LONG_WAIT_S or self._notify is None:
+            await self._sleep(delay)
+            return
+        cause = _describe(failure).split(":")[0]
+        if asked is None:
+            reason = (f"waiting {delay:.0f} s before retry {attempt + 1} of "
+                      f"{self.config.retries}: {cause}")
+        else:
+            reason = (f"waiting {delay:.0f} s: the endpoint asked to retry after {asked:g} s "
+                      f"({cause})")
+            if asked > self.config.backoff_max_s:
+                reason += f", capped at backoff.max_s = {self.config.backoff_max_s:g} s"
+        self._waiting += 1
+        self._notify(f"judge '{self.config.name}': {reason}")
+        try:
+            await self._sleep(delay)
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._notify("")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds before retry ``attempt + 1``: Retry-After if given, else capped exponential
-        backoff; both with jitter so that concurrent workers do not retry in lockstep."""
+        """Seconds before retry ``attempt + 1``: Retry-After if given, else exponential
+        backoff, never over ``backoff_max_s``; with jitter so that concurrent workers do not
+        retry in lockstep (except at the cap, which they all reach anyway)."""
+        cap = self.config.backoff_max_s
         if retry_after is not None:
-            return retry_after * (1.0 + 0.1 * self._rng.random())
-        ceiling = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2.0 ** attempt)
+            return min(cap, retry_after * (1.0 + 0.1 * self._rng.random()))
+        ceiling = min(cap, self.config.backoff_initial_s * 2.0 ** attempt)
         return ceiling * (0.5 + 0.5 * self._rng.random())
+
+    async def probe(self) -> None:
+        """One cheap request proving the endpoint is reachable, takes the key and serves the
+        model: the model list (free), else a 1-token completion (endpoints without a list,
+        or models served under a name the list does not show).
+
+        Raises:
+            UserError: naming the endpoint (without credentials), what failed and the fix.
+        """
+        import openai
+
+        options: Any = {"timeout": min(self.config.timeout_s, PROBE_TIMEOUT_S)}
+        served: list[str] | None = None
+        try:
+            try:
+                listing = await self._client.get("/models", cast_to=object, options=options)
+                served = _model_ids(listing)
+            except openai.APIStatusError as exc:
+                if exc.status_code in (401, 403):
+                    raise
+                served = None  # no model list here: the completion below decides
+            if served is not None and self.config.model in served:
+                return
+            kwargs: dict[str, Any] = {
+                "model": self.config.model, "max_tokens": 1, "temperature": 0.0,
+                "messages": [{"role": "user", "content": "Reply with the letter A."}]}
+            if self.config.logprob_tokens is not None:  # the options judging will send
+                kwargs.update(logprobs=True, top_logprobs=self.config.top_logprobs)
+            _reply(await self._client.post("/chat/completions", body=kwargs, cast_to=object,
+                                           options=options))
+        except openai.APIConnectionError as exc:
+            cause = ("no answer within "
+                     f"{options['timeout']:g} s" if isinstance(exc, openai.APITimeoutError)
+                     else str(exc.__cause__ or exc) or type(exc).__name__)
+            raise UserError(
+                f"cannot reach the judge endpoint {self.url} ({self._scrub(cause)[:200]}). "
+                "Fix: check --judge-url (or base_url in "
+                f"{self.config.folder / 'config.yaml'}) and that the server is running."
+            ) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise self._key_refused(exc) from None
+        except openai.NotFoundError as exc:
+            raise self._not_found(exc, served) from None
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500 or exc.status_code in RETRYABLE_STATUS:
+                return  # reachable but busy: judging retries these
+            raise UserError(
+                f"the judge endpoint {self.url} rejected a 1-token test request for model "
+                f"'{self.config.model}' ({self._scrub(_describe(exc))}). Fix: check that the "
+                "model supports the judge's options (logprobs, max_tokens, temperature) in "
+                f"{self.config.folder / 'config.yaml'}."
+            ) from None
+        except (openai.APIResponseValidationError, json.JSONDecodeError,
+                _MalformedReplyError) as exc:
+            raise UserError(
+                f"the judge endpoint {self.url} answered a test request with something that "
+                f"is not a chat completion ({self._scrub(_describe(exc))[:200]}). Fix: point "
+                "--judge-url at an OpenAI-compatible API (usually ending in /v1)."
+            ) from None
+        finally:
+            await self.aclose()
 
     def _scrub(self, text: str) -> str:
         if len(self._secret) >= 4 and self._secret != NO_KEY:
             return text.replace(self._secret, "[api key removed]")
         return text
+
+
+def probe_judge(config: JudgeConfig) -> None:
+    """Check before any work that an LLM judge's endpoint answers, takes the key and serves
+    the model (one cheap request; nothing for the offline reference judge).
+
+    Raises:
+        UserError: the key is missing, the URL holds credentials, or the endpoint cannot be
+            reached, refuses the key, does not serve the model or rejects the request.
+    """
+    if config.kind != "llm":
+        return
+    asyncio.run(LLMJudge(config).probe())
+
+
+def _model_ids(listing: object) -> list[str] | None:
+    """Model ids of a ``/models`` reply; ``None`` when it is not a model list."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        return None
+    return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
 
 
 class _MalformedReplyError(ValueError):
@@ -269,7 +429,8 @@ def _describe(exc: BaseException) -> str:
     status = getattr(exc, "status_code", None)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     kind = f"HTTP {status}" if status is not None else type(exc).__name__
-    return f"{kind}: {message}"[:500]
+    message = re.sub(r"^Error code: \d+ - ", "", message)  # the openai client's prefix
+    return redact_text(f"{kind}: {message}")[:500]
 
 
 def _retry_after(exc: BaseException) -> float | None:

@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evalharness.errors import UserError
+from evalharness.errors import JudgeError, UserError
+from evalharness.invalid import all_invalid_problem
 from evalharness.judging.base import Judge, Outcome
 from evalharness.judging.config import JudgeConfig
 from evalharness.judging.templates import GameText, question_text
@@ -29,11 +30,10 @@ from evalharness.pipeline import (
     Progress,
     SilentProgress,
     answer_key,
-    tracked_run,
 )
 from evalharness.prompts import load_prompt_set
 from evalharness.schema import Answer, Judgment, Manifest, Prompt, PromptSet, TokenUsage
-from evalharness.store import ANSWERS, JUDGMENTS, JsonlLog, RunDir, find_reusable, utc_now
+from evalharness.store import ANSWERS, JUDGMENTS, JsonlLog, RunDir, find_reusable
 
 Pair = tuple[str, str]
 MakeJudge = Callable[[JudgeConfig], Judge]
@@ -76,6 +76,9 @@ class JudgeCounts:
     """Estimated cost of the calls made now."""
     tallies: dict[Pair, Tally] = field(default_factory=dict)
     """Per pair (candidate, opponent): wins, ties, losses, invalid of the candidate."""
+    problem: str | None = None
+    """Set when every game in the run is invalid: the judge's replies are the problem (the
+    message quotes some, and says what to fix). The CLI prints it and exits 2."""
 
 
 @dataclass(frozen=True)
@@ -186,15 +189,17 @@ def load_run_inputs(run: RunDir) -> RunInputs:
     return RunInputs(manifest, prompts, answers)
 
 
-def default_judge_factory(config: JudgeConfig) -> Judge:
-    """The real judge for a config: ``LLMJudge`` or ``ReferenceJudge``."""
+def default_judge_factory(config: JudgeConfig, notify: Callable[[str], None] | None = None
+                          ) -> Judge:
+    """The real judge for a config: ``LLMJudge`` or ``ReferenceJudge``; ``notify`` shows
+    why the LLM judge waits when a wait is long."""
     if config.kind == "reference":
         from evalharness.judging.reference import ReferenceJudge
 
         return ReferenceJudge(config)
     from evalharness.judging.llm import LLMJudge
 
-    return LLMJudge(config)
+    return LLMJudge(config, notify=notify)
 
 
 def judge_run(run: RunDir, judge: JudgeConfig, baseline: str,
@@ -218,6 +223,19 @@ def judge_run(run: RunDir, judge: JudgeConfig, baseline: str,
         UserError: unknown models, no key, a changed prompt set.
         JudgeError: the endpoint kept failing (what finished is saved; rerun to resume).
     """
+    plan = plan_run(run, judge, baseline, candidates, pairs)
+    return judge_plan(run, plan, judge, progress, runs_root, make_judge)
+
+
+def plan_run(run: RunDir, judge: JudgeConfig, baseline: str,
+             candidates: Sequence[str] | None = None, pairs: Sequence[Pair] | None = None
+             ) -> Plan:
+    """The games ``judge_run`` needs in ``run``, checked before anything is judged.
+
+    Raises:
+        UserError: unknown models, a changed prompt set, a reference judge without
+            references (see ``judge_run``).
+    """
     inputs = load_run_inputs(run)
     if pairs is None:
         chosen = _check_models(inputs, baseline, candidates)
@@ -227,7 +245,7 @@ def judge_run(run: RunDir, judge: JudgeConfig, baseline: str,
         raise UserError(f"the reference judge needs prompts with a 'reference' answer, and "
                         f"none of {inputs.prompts.source} has one. Fix: add references or "
                         "use an LLM judge.")
-    return judge_plan(run, plan, judge, progress, runs_root, make_judge)
+    return plan
 
 
 def _check_models(inputs: RunInputs, baseline: str, candidates: Sequence[str] | None
@@ -277,27 +295,32 @@ def judge_plan(run: RunDir, plan: Plan, judge: JudgeConfig, progress: Progress |
         log.checkpoint()
         spent = _Spent()
         if groups:
-            (progress or SilentProgress()).start(f"judging ({judge.name})", len(groups))
-            factory = make_judge or default_judge_factory
-            asyncio.run(_judge_all(list(groups.values()), factory(judge), judge, log,
-                                   progress or SilentProgress(), spent))
+            shown = progress or SilentProgress()
+            shown.start(f"judging ({judge.name})", len(groups))
+            # Progress implementations written before note() existed show no waits.
+            notify = getattr(shown, "note", None)
+            made = make_judge(judge) if make_judge else default_judge_factory(judge, notify)
+            asyncio.run(_judge_all(list(groups.values()), made, judge, log, shown, spent))
     finally:
         log.close()
+    if spent.rejected:
+        raise _rejected_error(judge, spent)
     computed = sum(len(g) for g in groups.values())
     reused += spent.copies
     computed -= spent.copies
     records = {(r.key, r.first, r.second): r for r in log.read()}
+    held = [records[g.identity] for g in plan.games if g.identity in records]
     return JudgeCounts(
         run_dir=run.path, judge=judge.name, total=len(plan.games),
         on_disk=len(plan.games) - len(missing), reused=reused, computed=computed,
         skipped=plan.skipped,
-        invalid=sum(1 for g in plan.games
-                    if g.identity in records and records[g.identity].winner is None),
+        invalid=sum(1 for r in held if r.winner is None),
         calls=spent.calls,
         usage=TokenUsage(prompt_tokens=spent.prompt_tokens,
                          completion_tokens=spent.completion_tokens),
         cost_usd=judge.cost(spent.prompt_tokens, spent.completion_tokens),
         tallies=tally(plan.games, records),
+        problem=all_invalid_problem(held, judge.name),
     )
 
 
@@ -307,6 +330,21 @@ class _Spent:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     copies: int = 0
+    rejected: list[str] = field(default_factory=list)
+    """The endpoint's message for each game it refused (not stored)."""
+    stored: int = 0
+
+
+def _rejected_error(judge: JudgeConfig, spent: _Spent) -> JudgeError:
+    first = spent.rejected[0]
+    kinds = len(set(spent.rejected))
+    return JudgeError(
+        f"judge '{judge.name}' at {judge.shown_url} rejected {len(spent.rejected)} "
+        f"request(s) (e.g. {first}" + (f"; {kinds} different replies" if kinds > 1 else "")
+        + f"). Those games are not saved; the {spent.stored} judged now are. Fix: correct "
+        "what the endpoint's reply names (a prompt or answer too long for the judge model, an "
+        "option it does not support), then rerun the command to judge the rest."
+    )
 
 
 async def _judge_all(groups: list[list[PlannedGame]], judge: Judge, config: JudgeConfig,
@@ -317,13 +355,18 @@ async def _judge_all(groups: list[list[PlannedGame]], judge: Judge, config: Judg
     async def worker() -> None:
         for group in queue:  # one iterator shared by all workers: each group judged once
             outcome = await judge.judge(group[0].text)
-            for game in group:  # identical games (same key) share the one verdict
-                log.append(_record(game, outcome, config))
             spent.calls += outcome.attempts
             spent.prompt_tokens += outcome.usage.prompt_tokens
             spent.completion_tokens += outcome.usage.completion_tokens
-            spent.copies += len(group) - 1
             progress.advance()
+            if outcome.rejected is not None:
+                # Not the judge's answer: stored, it would pass for a finished game forever.
+                spent.rejected += [outcome.rejected] * len(group)
+                continue
+            for game in group:  # identical games (same key) share the one verdict
+                log.append(_record(game, outcome, config))
+            spent.stored += len(group)
+            spent.copies += len(group) - 1
 
     try:
         async with asyncio.TaskGroup() as tasks:
@@ -382,25 +425,3 @@ def tally(games: Sequence[PlannedGame], records: Mapping[tuple[str, str, str], J
             winner = record.first if record.winner == "A" else record.second
             row[0 if winner == game.pair[0] else 2] += 1
     return {pair: Tally(*row) for pair, row in counts.items()}
-
-
-def judge_existing_run(run: RunDir, judge: JudgeConfig, baseline: str | None = None,
-                       candidates: Sequence[str] | None = None,
-                       progress: Progress | None = None, runs_root: Path = DEFAULT_RUNS_ROOT,
-                       argv: Sequence[str] = (), make_judge: MakeJudge | None = None
-                       ) -> JudgeCounts:
-    """``evalharness judge RUN``: judge a run's answers, marking the manifest as it goes.
-
-    Raises:
-        UserError: no baseline given and none recorded in the manifest (and see ``judge_run``).
-    """
-    manifest = run.read_manifest()
-    chosen = baseline or manifest.baseline
-    if chosen is None:
-        models = ", ".join(c.name for c in manifest.candidates) or "none"
-        raise UserError(f"{run.path}: no baseline recorded for this run (models: {models}). "
-                        "Fix: pass --baseline NAME.")
-    with tracked_run(run, manifest.model_copy(update={"argv": tuple(argv),
-                                                      "updated": utc_now()})):
-        return judge_run(run, judge, chosen, candidates, progress, runs_root,
-                         make_judge=make_judge)

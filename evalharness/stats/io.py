@@ -16,6 +16,8 @@ from evalharness.errors import UserError
 from evalharness.keys import content_key
 from evalharness.rows import read_rows
 from evalharness.schema import Judgment
+from evalharness.stats.summary import infer_baseline
+from evalharness.store import MANIFEST, RunDir
 
 _FIX = "Fix: each line must be one JSON object in the judgments schema (docs/statistics.md)."
 
@@ -39,3 +41,24 @@ def read_judgments(path: Path) -> list[Judgment]:
             field = ".".join(str(p) for p in first["loc"]) or "(record)"
             raise UserError(f"{row.where}: field '{field}': {first['msg']}. {_FIX}") from None
     return out
+
+
+def baseline_for(path: Path, judgments: list[Judgment]) -> str:
+    """The baseline of the judgments in ``path``: the one its run's manifest names when the
+    file sits in a run directory (``stats RUN/judgments.jsonl``), else ``infer_baseline``.
+
+    A compare run judges one pair, where both models are in every game, so only the run
+    can tell which one is the baseline.
+
+    Raises:
+        UserError: no manifest beside the file and the judgments do not tell (see
+            ``infer_baseline``).
+    """
+    if (path.parent / MANIFEST).is_file():
+        try:
+            named = RunDir(path.parent).read_manifest().baseline
+        except UserError:
+            named = None  # an unreadable manifest: the judgments alone may still tell
+        if named is not None and any(named in (j.first, j.second) for j in judgments):
+            return named
+    return infer_baseline(judgments)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from evalharness.errors import UserError
+from evalharness.invalid import all_invalid_problem
 from evalharness.schema import Judgment, ModelSpec
 from evalharness.stats.bias import JudgeBias, PositionBias, judge_bias, position_bias
 from evalharness.stats.bradley_terry import League, league
@@ -91,6 +92,9 @@ class StatsSummary:
     """Bootstrap rounds."""
     confidence: float
     """Interval level."""
+    problem: str | None = None
+    """Why the numbers say nothing, with the fix: every judgment was invalid (the judge's
+    replies could not be read). The summary is still complete, with 0 valid games."""
 
 
 def dedupe(judgments: Sequence[Judgment]) -> tuple[list[Judgment], int]:
@@ -213,6 +217,11 @@ def summarize(
     ]
     paired_adjusted = holm([c.p_value for c in comparisons])
     sizes = [c.head_to_head.n_prompts for c in candidates if c.head_to_head.n_prompts > 0]
+    # A baseline without a valid game (every judgment invalid) has no place to anchor the
+    # league; an empty league lets the rest be reported, with ``problem`` saying why.
+    anchored = any(j.winner is not None and baseline in (j.first, j.second) for j in kept)
+    standings = (league(kept, baseline, seed=seed, n_boot=n_boot, confidence=confidence)
+                 if anchored else League(baseline, (), 0, 0, n_boot, seed, confidence))
     return StatsSummary(
         baseline=baseline,
         judges=tuple(sorted({j.judge for j in kept})),
@@ -221,7 +230,7 @@ def summarize(
         n_duplicates=n_dup,
         candidates=tuple(candidates),
         position=position_bias(kept),
-        league=league(kept, baseline, seed=seed, n_boot=n_boot, confidence=confidence),
+        league=standings,
         paired=tuple(AdjustedPair(c, p) for c, p in zip(comparisons, paired_adjusted, strict=True)),
         paradox=perplexity_paradox(
             all_scores, perplexity, seed=seed, n_boot=n_boot, confidence=confidence
@@ -244,6 +253,7 @@ def summarize(
         seed=seed,
         n_boot=n_boot,
         confidence=confidence,
+        problem=all_invalid_problem(kept, ", ".join(sorted({j.judge for j in kept}))),
     )
 
 

@@ -134,12 +134,25 @@ def _default_responder(call: Call) -> Reply:
     return Reply("[[A]]")
 
 
+@dataclass(frozen=True)
+class Request:
+    """Any HTTP request the server received (model lists and wrong routes included)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Request headers, names lower-cased."""
+
+
 @dataclass
 class _State:
     responder: Responder
     latency: float
     faults: dict[int, Fault]
+    models: tuple[str, ...] | None = None
+    api_key: str | None = None
     calls: list[Call] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -151,11 +164,18 @@ class FakeOpenAIServer:
         responder: picks the reply (or a ``Fault``) for each call from its content.
         latency: seconds every call waits before answering.
         faults: faults by call index (0-based arrival order), applied before the responder.
+        models: when given, the only models served, as a real server would: ``/models``
+            lists them and a completion for any other model is a 404 (by default any model
+            is answered and ``/models`` lists ``fake-judge``).
+        api_key: when given, every request must carry ``Authorization: Bearer <api_key>``,
+            else it gets a 401.
     """
 
     def __init__(self, responder: Responder | None = None, *, latency: float = 0.0,
-                 faults: Mapping[int, Fault] | None = None) -> None:
-        self._state = _State(responder or _default_responder, latency, dict(faults or {}))
+                 faults: Mapping[int, Fault] | None = None, models: Sequence[str] | None = None,
+                 api_key: str | None = None) -> None:
+        self._state = _State(responder or _default_responder, latency, dict(faults or {}),
+                             None if models is None else tuple(models), api_key)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -196,6 +216,12 @@ class FakeOpenAIServer:
         """Every call received so far, in arrival order."""
         with self._state.lock:
             return list(self._state.calls)
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every HTTP request received so far (any route), in arrival order."""
+        with self._state.lock:
+            return list(self._state.requests)
 
     @property
     def n_calls(self) -> int:
@@ -252,16 +278,35 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def _admitted(self) -> bool:
+        """Record the request; answer 401 (and return False) when the key is wrong."""
+        state = self.state
+        with state.lock:
+            state.requests.append(Request(self.command, self.path,
+                                          {k.lower(): v for k, v in self.headers.items()}))
+        if state.api_key is not None and (
+                self.headers.get("Authorization") != f"Bearer {state.api_key}"):
+            self._send_json(401, {"error": {"message": "Incorrect API key provided.",
+                                            "type": "invalid_request_error",
+                                            "code": "invalid_api_key"}})
+            return False
+        return True
+
     def do_GET(self) -> None:
+        if not self._admitted():
+            return
         if self.path.rstrip("/").endswith("/models"):
             self._send_json(200, {"object": "list", "data": [
-                {"id": "fake-judge", "object": "model", "created": 0, "owned_by": "tests"}]})
+                {"id": name, "object": "model", "created": 0, "owned_by": "tests"}
+                for name in (self.state.models or ("fake-judge",))]})
         else:
             self._send_json(404, {"error": {"message": "not found", "type": "not_found"}})
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
+        if not self._admitted():
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -271,6 +316,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": {"message": "request body is not JSON"}})
             return
         state = self.state
+        if state.models is not None and body.get("model") not in state.models:
+            self._send_json(404, {"error": {
+                "message": f"The model `{body.get('model')}` does not exist.",
+                "type": "NotFoundError", "code": 404}})
+            return
         signature = json.dumps(body.get("messages"), sort_keys=True)
         with state.lock:
             seen = state.seen.get(signature, 0)
