@@ -19,11 +19,12 @@ from typing import Any, Literal
 
 import yaml
 
-import evalharness
 from evalharness.errors import UserError
 from evalharness.judging.templates import REQUIRED, placeholder_problems, used_placeholders
 from evalharness.judging.verdicts import LogprobTokens, VerdictRule, parse_verdict
 from evalharness.keys import content_key
+from evalharness.redact import redact_text, strip_userinfo
+from evalharness.resources import shipped_dir
 
 CONFIG = "config.yaml"
 JUDGES_ENV = "EVALHARNESS_JUDGES"
@@ -75,6 +76,11 @@ class JudgeConfig:
     examples: tuple[tuple[str, str | None], ...] = field(default=(), repr=False)
 
     @property
+    def shown_url(self) -> str:
+        """``base_url`` as messages show it: credentials taken out (they are never sent)."""
+        return redact_text(strip_userinfo(self.base_url))
+
+    @property
     def uses_reference(self) -> bool:
         """Whether verdicts depend on the prompt's reference answer."""
         return self.kind == "reference" or "reference" in used_placeholders(
@@ -118,8 +124,8 @@ class JudgeConfig:
 
 
 def default_judges_root() -> Path:
-    """The repository's ``judges/`` folder, next to the package."""
-    return Path(evalharness.__file__).resolve().parent.parent / "judges"
+    """The judges that ship with evalharness (the checkout's ``judges/`` in a source tree)."""
+    return shipped_dir("judges")
 
 
 def judges_root(given: Path | None = None) -> Path:
