@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ class AdapterConfig:
     """Module names (suffixes) the adapter modifies."""
     weights: Path
     """The weights file."""
+    rank_pattern: dict[str, int]
+    """Per-module ranks that override ``r`` (peft's ``rank_pattern``)."""
 
 
 def read_adapter_config(folder: Path) -> AdapterConfig:
@@ -76,19 +79,36 @@ def read_adapter_config(folder: Path) -> AdapterConfig:
     targets = raw.get("target_modules") or []
     if isinstance(targets, str):  # peft allows a regex string; keep it as one pattern
         targets = [targets]
-    try:
-        r, alpha = int(raw.get("r", 8)), float(raw.get("lora_alpha", 8))
-    except (TypeError, ValueError):
-        raise UserError(f"{config_path}: 'r' and 'lora_alpha' must be numbers. "
-                        "Fix: restore the file saved by peft.") from None
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise UserError(f"{config_path}: target_modules must be a list of module names, got "
+                        f"{targets!r}. Fix: restore the file saved by peft.")
+    r, alpha = raw.get("r", 8), raw.get("lora_alpha", 8)
+    pattern = raw.get("rank_pattern") or {}
+    numbers_ok = (_positive_int(r) and isinstance(alpha, int | float)
+                  and not isinstance(alpha, bool) and isinstance(pattern, dict)
+                  and all(_positive_int(v) for v in pattern.values()))
+    if not numbers_ok or not math.isfinite(alpha):
+        raise UserError(f"{config_path}: 'r' (and 'rank_pattern' values) must be positive "
+                        f"whole numbers and 'lora_alpha' a finite number (got r={r!r}, "
+                        f"lora_alpha={alpha!r}). Fix: restore the file saved by peft.")
+    base_model = raw.get("base_model_name_or_path")
+    if base_model is not None and not isinstance(base_model, str):
+        raise UserError(f"{config_path}: base_model_name_or_path must be text, got "
+                        f"{base_model!r}. Fix: set it to the base model's hub id or folder, or "
+                        "pass --base.")
     return AdapterConfig(
         path=folder,
-        base_model=raw.get("base_model_name_or_path"),
+        base_model=base_model,
         r=r,
-        alpha=alpha,
+        alpha=float(alpha),
         target_modules=tuple(sorted(str(t) for t in targets)),
         weights=weights,
+        rank_pattern={str(k): v for k, v in pattern.items()},
     )
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def adapter_sha256(config: AdapterConfig) -> str:
@@ -100,18 +120,90 @@ def adapter_sha256(config: AdapterConfig) -> str:
 
 
 def safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file: tensor names, dtypes and shapes, no data."""
+    """The JSON header of a safetensors file: tensor names, dtypes and shapes, no data.
+
+    The header is checked against the file's size too, so a truncated download (the header
+    intact, the tensor data cut short) is found here rather than in the middle of a load.
+
+    Raises:
+        UserError: a file too short, a header that is not JSON, or data cut short.
+    """
+    fix = "Fix: re-save the weights (or copy the file again: it may be truncated)."
+    size_on_disk = path.stat().st_size
     with path.open("rb") as handle:
         prefix = handle.read(8)
         if len(prefix) < 8:
-            raise UserError(f"{path}: truncated safetensors file. Fix: re-save the weights.")
+            raise UserError(f"{path}: truncated safetensors file ({len(prefix)} bytes). {fix}")
         (size,) = struct.unpack("<Q", prefix)
-        if size > SAFETENSORS_HEADER_LIMIT:
-            raise UserError(f"{path}: not a safetensors file (header of {size} bytes). "
-                            "Fix: re-save the weights with safe_serialization=True.")
-        header: dict[str, Any] = json.loads(handle.read(size))
+        if size > SAFETENSORS_HEADER_LIMIT or size > size_on_disk - 8:
+            raise UserError(f"{path}: not a safetensors file, or truncated (its first bytes "
+                            f"announce a {size}-byte header in a {size_on_disk}-byte file). "
+                            f"{fix}")
+        raw = handle.read(size)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: corrupt safetensors file (its header is not a JSON object). "
+                        f"{fix}")
     header.pop("__metadata__", None)
+    end = 0
+    for name, info in header.items():
+        if not (isinstance(info, dict) and _int_list(info.get("shape"))
+                and _int_list(info.get("data_offsets")) and len(info["data_offsets"]) == 2):
+            raise UserError(f"{path}: corrupt safetensors file (tensor {name!r} has no valid "
+                            f"shape and data offsets). {fix}")
+        end = max(end, info["data_offsets"][1])
+    if 8 + size + end > size_on_disk:
+        raise UserError(f"{path}: truncated safetensors file ({size_on_disk} bytes; its header "
+                        f"describes {8 + size + end}). {fix}")
     return header
+
+
+def _int_list(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+
+TORCH_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+"""First bytes of a torch.save file: a zip archive (torch >= 1.6) or a pickle stream."""
+
+
+def adapter_weight_rank(config: AdapterConfig) -> int | None:
+    """The LoRA rank the adapter's weights really have, checked against its config.
+
+    Read from the safetensors header (no tensor is loaded); ``None`` for a ``.bin`` file,
+    whose rank only a load can tell (its first bytes are still checked).
+
+    Raises:
+        UserError: a corrupt or truncated weights file, a file with no LoRA matrices, or
+            matrices whose rank contradicts ``adapter_config.json``.
+    """
+    weights = config.weights
+    if weights.suffix != ".safetensors":
+        with weights.open("rb") as handle:
+            magic = handle.read(4)
+        if not magic.startswith(TORCH_CHECKPOINT_MAGIC):
+            raise UserError(f"{weights}: not a PyTorch checkpoint (it starts with bytes "
+                            f"{magic.hex(' ') or '(none: the file is empty)'}). Fix: re-save "
+                            "the adapter with peft's save_pretrained (safetensors preferred).")
+        return None
+    header = safetensors_header(weights)
+    ranks: dict[str, int] = {name: info["shape"][0] for name, info in header.items()
+             if ".lora_A." in name and len(info["shape"]) == 2}
+    if not ranks:
+        raise UserError(f"{weights}: holds no LoRA matrices (no '.lora_A.' tensor among "
+                        f"{len(header)}). Fix: pass the folder saved by peft's save_pretrained "
+                        "for a LoRA adapter.")
+    allowed = {config.r, *config.rank_pattern.values()}
+    wrong = sorted((name, rank) for name, rank in ranks.items() if rank not in allowed)
+    if wrong:
+        name, rank = wrong[0]
+        raise UserError(f"{weights}: {name} has rank {rank}, but {config.path / ADAPTER_CONFIG} "
+                        f"says r={config.r} ({len(wrong)} matrices disagree). Fix: put back the "
+                        "adapter_config.json saved with these weights.")
+    return max(ranks.values())
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -198,6 +290,8 @@ def _lora_shape_problem(name: str, shape: list[int], base: dict[str, list[int]])
     for part, axis in ((".lora_A.", 1), (".lora_B.", 0)):
         if part not in name:
             continue
+        if len(shape) != 2:
+            return f"{name} has shape {shape}, not a matrix"
         module = _strip_model_prefix(name.split(part, maxsplit=1)[0])
         base_shape = base.get(module + ".weight")
         if base_shape is None:
@@ -271,6 +365,7 @@ def resolve_models(names: Sequence[str], base: str | None = None) -> list[ModelS
 
 
 def _adapter_spec(config: AdapterConfig, run_base: str, fingerprint: str) -> ModelSpec:
+    weight_rank = adapter_weight_rank(config)
     check_adapter_fits(config, run_base)
     folder = config.path.resolve()
     return ModelSpec(
@@ -280,7 +375,8 @@ def _adapter_spec(config: AdapterConfig, run_base: str, fingerprint: str) -> Mod
         base_fingerprint=fingerprint,
         adapter=str(folder),
         adapter_sha256=adapter_sha256(config),
-        lora_rank=config.r,
+        # The largest rank in the weights (rank_pattern may exceed r): what vLLM must hold.
+        lora_rank=max(config.r, weight_rank or 0),
         lora_alpha=config.alpha,
         target_modules=config.target_modules,
         hyperparameters=_hyperparameters(folder),

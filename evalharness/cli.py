@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 1 crash (a backend failure: message; a bug: traceback); 2 bad input or a
 judge endpoint that keeps failing (message naming the problem and the fix, no traceback);
-130 interrupted (Ctrl-C; everything finished so far is on disk).
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP): everything finished
+so far is on disk, the backend's processes are stopped, and the manifest says ``interrupted``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from evalharness import stats_cli
+from evalharness import signals, stats_cli
 from evalharness.backends.registry import BackendChoice
 from evalharness.cli_options import (
     EvaluationOptions,
@@ -29,6 +30,7 @@ from evalharness.console import output_console
 from evalharness.errors import BackendError, JudgeError, UserError
 from evalharness.judging import cli as judging_cli
 from evalharness.judging.config import JudgeConfig
+from evalharness.redact import redact_text
 from evalharness.report import cli as report_cli
 from evalharness.schema import GenConfig
 
@@ -217,9 +219,16 @@ def league(
     print_league(_console(), result)
 
 
-def _say_interrupted(console: Console) -> None:
-    console.print("interrupted: everything finished so far is saved; rerun the same command "
+def _say_interrupted(console: Console, why: str = "interrupted") -> None:
+    console.print(f"{why}: everything finished so far is saved; rerun the same command "
                   "to resume")
+
+
+def _error(console: Console, message: str) -> None:
+    # Plain text: messages hold brackets (pip extras, model output) that rich would read as
+    # markup; credentials in a URL the message quotes are masked.
+    console.print(Text("error: ", style="bold red") + Text(redact_text(message)),
+                  soft_wrap=True)
 
 
 @app.command()
@@ -248,7 +257,21 @@ def demo(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI, mapping errors to exit codes (2 bad input, 130 interrupted)."""
+    """Run the CLI, mapping errors to exit codes (2 bad input, 130/143/129 interrupted)."""
+    with signals.handled() as received:
+        code = _run(argv)
+    if code == EXIT_INTERRUPTED:  # typer returns any interrupt as exit code 130
+        console = Console(stderr=True)
+        if received.exit_code is not None:
+            _say_interrupted(console, f"stopped by {received.name}")
+            code = received.exit_code
+        else:
+            _say_interrupted(console)
+    sys.exit(code)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """The command's exit code; errors are printed here."""
     console = Console(stderr=True)
     try:
         code = app(args=list(argv) if argv is not None else None, prog_name="evalharness",
@@ -256,29 +279,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (UserError, JudgeError) as exc:
         # A judge endpoint that keeps failing is the user's to fix, like bad input: the
         # message names the endpoint and the fix, and everything judged so far is saved.
-        # Plain text: messages hold brackets (pip extras) that rich would read as markup.
-        console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
-        sys.exit(EXIT_BAD_INPUT)
+        _error(console, str(exc))
+        return EXIT_BAD_INPUT
     except BackendError as exc:
-        console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+        _error(console, str(exc))
         console.print("what finished is saved; rerun the same command to resume")
-        sys.exit(EXIT_CRASH)
+        return EXIT_CRASH
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
         show = getattr(exc, "show", None)
         if show is not None:
             show()
         else:
             console.print(Text(f"error: {exc.format_message()}"))
-        sys.exit(EXIT_BAD_INPUT)
+        return EXIT_BAD_INPUT
     except (KeyboardInterrupt, typer.Abort):
-        _say_interrupted(console)
-        sys.exit(EXIT_INTERRUPTED)
-    code = code if isinstance(code, int) else 0
-    if code == EXIT_INTERRUPTED:  # typer returns Ctrl-C as exit code 130
-        _say_interrupted(console)
-    sys.exit(code)
+        return EXIT_INTERRUPTED
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from evalharness.backends.registry import BackendChoice, BackendOptions
+from evalharness.backends.tokens import LONG_PROMPT_POLICIES
+from evalharness.errors import UserError
 from evalharness.judging.config import JudgeConfig
 from evalharness.prompts import DEFAULT_PROMPTS
 from evalharness.schema import GenConfig
@@ -35,9 +38,10 @@ _PANEL = {"rich_help_panel": "Backend"}
 _PARAMETERS: dict[str, inspect.Parameter] = {
     "backend": _option(str, "hf", "hf (transformers+peft), vllm (offline engine), "
                        "vllm-server (we start vllm serve), openai (--endpoint).", **_PANEL),
-    "device": _option(str | None, None, "hf: cpu, cuda, ... (default: cuda if available).",
-                      **_PANEL),
-    "dtype": _option(str | None, None, "hf/vllm: float32, bfloat16, float16.", **_PANEL),
+    "device": _option(str | None, None, "hf: cpu, cuda, cuda:N or mps (default: cuda if "
+                      "available).", **_PANEL),
+    "dtype": _option(str | None, None, "hf/vllm: float32, bfloat16, float16 or auto.",
+                     **_PANEL),
     "batch_size": _option(int, 16, "hf: prompts per forward pass.", min=1, **_PANEL),
     "max_lora_rank": _option(int | None, None, "vllm: largest adapter rank allowed (a "
                              "larger adapter is refused before the engine starts).", min=1,
@@ -95,6 +99,17 @@ def backend_options(verify: bool) -> Callable[[F], F]:
         "the baseline is the same alone and batched with adapters.", **_PANEL)}
 
     def build(values: dict[str, Any]) -> BackendChoice:
+        # Checked when the command starts: a typo must not cost a model load or a run.
+        from evalharness.backends.hf import check_device, check_dtype
+        from evalharness.backends.registry import check_backend_name
+
+        check_backend_name(values["backend"])
+        check_dtype(values["dtype"])
+        if values["device"] is not None and values["backend"] != "hf":
+            raise UserError(f"--device is a setting of --backend hf; --backend "
+                            f"{values['backend']} places the model itself. Fix: omit --device "
+                            "(or pass --backend hf).")
+        check_device(values["device"])
         options = BackendOptions(**{name: values[name] for name in _OPTION_NAMES})
         return BackendChoice(values["backend"], options, values["verify"])
 
@@ -103,18 +118,47 @@ def backend_options(verify: bool) -> Callable[[F], F]:
 
 _GEN = {"rich_help_panel": "Generation"}
 _GEN_PARAMETERS: dict[str, inspect.Parameter] = {
-    "max_new_tokens": _option(int, 256, "Most tokens per answer.", min=1, **_GEN),
-    "temperature": _option(float, 0.0, "0 = greedy (deterministic).", min=0.0, **_GEN),
-    "top_p": _option(float, 1.0, "Nucleus sampling threshold.", min=0.0, max=1.0, **_GEN),
-    "seed": _option(int, 0, "Sampling seed (each answer's stream derives from it).", **_GEN),
+    "max_new_tokens": _option(int, 256, "Most tokens per answer (>= 1).", **_GEN),
+    "temperature": _option(float, 0.0, "0 = greedy (deterministic).", **_GEN),
+    "top_p": _option(float, 1.0, "Nucleus sampling threshold, in (0, 1].", **_GEN),
+    "seed": _option(int, 0, "Sampling seed, >= 0 (each answer's stream derives from it).",
+                    **_GEN),
     "stop": _option(list[str] | None, None, "Stop string (repeatable).", **_GEN),
+    "on_long_prompt": _option(str, "error", "A prompt longer than the model's context: "
+                              "error (refused before generation) or truncate (keep its last "
+                              "tokens, leaving room for --max-new-tokens).", **_GEN),
 }
+
+
+def check_number(option: str, value: float, *, low: float, low_open: bool = False,
+                 high: float | None = None, what: str) -> None:
+    """Raise ``UserError`` unless ``value`` is finite and within its range.
+
+    Click's own ranges accept ``inf`` and ``nan`` (every comparison with nan is false), and
+    say nothing of the fix; these messages name the option, the value and the fix.
+    """
+    if not math.isfinite(value):
+        raise UserError(f"{option} {value}: not a finite number. Fix: pass {what}.")
+    if value < low or (low_open and value == low) or (high is not None and value > high):
+        limits = f"{'above' if low_open else 'at least'} {low:g}"
+        limits += f" and at most {high:g}" if high is not None else ""
+        raise UserError(f"{option} {value}: must be {limits}. Fix: pass {what}.")
 
 
 def gen_options(command: F) -> F:
     """Add the generation options to a command, which takes ``gen: GenConfig`` instead."""
 
     def build(values: dict[str, Any]) -> GenConfig:
+        check_number("--max-new-tokens", values["max_new_tokens"], low=1,
+                     what="at least 1, e.g. --max-new-tokens 256")
+        check_number("--temperature", values["temperature"], low=0.0,
+                     what="0 for greedy decoding or a sampling temperature such as 0.7")
+        check_number("--top-p", values["top_p"], low=0.0, low_open=True, high=1.0,
+                     what="a nucleus threshold such as 0.9 (1 keeps every token)")
+        check_number("--seed", values["seed"], low=0, what="a seed >= 0, e.g. --seed 0")
+        if values["on_long_prompt"] not in LONG_PROMPT_POLICIES:
+            raise UserError(f"--on-long-prompt {values['on_long_prompt']!r} is not a policy. "
+                            f"Fix: pass one of {', '.join(LONG_PROMPT_POLICIES)}.")
         return GenConfig(**{**values, "stop": tuple(values["stop"] or ())})
 
     return _grouped("gen", _GEN_PARAMETERS, build)(command)
@@ -133,7 +177,8 @@ def judge_options(default: str) -> Callable[[F], F]:
         "judge": _option(str, default, "Judge name (a folder under the judges dir) or a judge "
                          "folder; `evalharness judges` lists them.", **_JUDGE),
         "judges_dir": _option(Path | None, None, "Folder of judge definitions (default: "
-                              "$EVALHARNESS_JUDGES, else the repository's judges/).", **_JUDGE),
+                              "$EVALHARNESS_JUDGES, else the judges shipped with evalharness; "
+                              "`evalharness judges` shows where).", **_JUDGE),
         "judge_url": _option(str | None, None, "OpenAI-compatible base URL of the judge, e.g. "
                              "http://127.0.0.1:8001/v1 for a local vLLM.", **_JUDGE),
         "judge_model": _option(str | None, None, "Model name the judge endpoint serves.",
@@ -178,7 +223,7 @@ _EVALUATION_PARAMETERS: dict[str, inspect.Parameter] = {
                         "'prompt' + 'response'): shows perplexity beside win rate.", **_RUN),
     "base": _option(str | None, None, "Base model (hub id or folder); default: from the "
                     "adapters' configs.", **_RUN),
-    "stats_seed": _option(int, 0, "Bootstrap seed.", **_RUN),
+    "stats_seed": _option(int, 0, "Bootstrap seed (>= 0).", **_RUN),
     "bootstrap": _option(int, 2000, "Bootstrap rounds.", min=100, **_RUN),
     "run_dir": _option(Path | None, None, "Run directory (default: runs/<derived id>, so "
                        "rerunning a command resumes it).", **_RUN),
@@ -191,6 +236,10 @@ def evaluation_options(command: F) -> F:
     ``evaluation: EvaluationOptions`` instead."""
 
     def build(values: dict[str, Any]) -> EvaluationOptions:
+        # numpy refuses a negative seed only when the statistics are computed, after every
+        # answer and judgment: check it before any of them is made.
+        check_number("--stats-seed", values["stats_seed"], low=0,
+                     what="a seed >= 0, e.g. --stats-seed 0")
         return EvaluationOptions(
             prompts=values["prompts"], ppl_data=values["ppl_data"], base=values["base"],
             seed=values["stats_seed"], n_boot=values["bootstrap"], run_dir=values["run_dir"],

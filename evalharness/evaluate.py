@@ -8,6 +8,7 @@ resumes. Results come back as objects (usable, for instance, as an Optuna object
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,17 @@ from evalharness.backends.registry import BackendChoice, BackendOptions
 from evalharness.candidates import BASELINE, resolve_models
 from evalharness.errors import UserError
 from evalharness.judging.config import JudgeConfig, resolve_judge
-from evalharness.judging.stage import JudgeCounts, Pair, baseline_pairs, judge_run
+from evalharness.judging.stage import (
+    JudgeCounts,
+    MakeJudge,
+    Pair,
+    _check_models,
+    baseline_pairs,
+    judge_plan,
+    judge_run,
+    load_run_inputs,
+    plan_games,
+)
 from evalharness.perplexity import load_eval_data
 from evalharness.pipeline import (
     DEFAULT_RUNS_ROOT,
@@ -24,19 +35,23 @@ from evalharness.pipeline import (
     LazyBackend,
     Progress,
     StageCounts,
+    bound_inputs,
     default_run_id,
     generate_answers,
+    input_ref,
+    locked_run,
     probe_texts,
+    prompts_ref,
     score_perplexity,
     tracked_run,
     versions,
 )
 from evalharness.prompts import DEFAULT_PROMPTS, load_prompt_set
-from evalharness.report.cli import check_format, write_rendered
+from evalharness.report.cli import check_bootstrap, check_format, write_rendered
 from evalharness.report.data import ReportData, load_report_data
-from evalharness.schema import DataRef, GenConfig, Manifest, ModelSpec
+from evalharness.schema import GenConfig, Judgment, Manifest, ModelSpec
 from evalharness.stats.summary import CandidateStats
-from evalharness.store import RunDir, utc_now
+from evalharness.store import JUDGMENTS, RunDir, utc_now
 
 
 @dataclass(frozen=True)
@@ -183,6 +198,7 @@ def league(
                         f"'reference', and {prompt_set.source} has none. Fix: add references "
                         "to the prompt set, or use an LLM judge (--judge pairwise-binary).")
     formats = [check_format(fmt) for fmt in report_formats]
+    check_bootstrap(seed, n_boot)  # not after every answer and judgment is made
     data = load_eval_data(ppl_data) if ppl_data is not None else None
     spec = _backend_spec(backend, verify)
     gen = gen or GenConfig()
@@ -197,28 +213,28 @@ def league(
     now = utc_now()
     manifest = Manifest(
         run_id=run.run_id, command=command, created=now, updated=now, versions=versions(),
-        argv=tuple(argv), backend=spec.name, engine=spec.engine,
-        prompts=DataRef(name=prompt_set.name, source=prompt_set.source,
-                        sha256=prompt_set.sha256, n=len(prompt_set.prompts)),
-        ppl_data=data.ref if data else None, candidates=tuple(specs), baseline=names[0],
-        gen=gen, judge=judge_config.name,
+        argv=tuple(argv or sys.argv), backend=spec.name, engine=spec.engine,
+        prompts=prompts_ref(prompt_set), ppl_data=input_ref(data.ref) if data else None,
+        candidates=tuple(specs), baseline=names[0], gen=gen, judge=judge_config.name,
+        judge_fingerprint=judge_config.fingerprint, inputs=bound_inputs(specs, inputs),
     )
     lazy = LazyBackend(spec.factory, specs, run.path,
                        verify_probes=probe_texts(prompt_set, data) if spec.verify else ())
-    with tracked_run(run, manifest) as updates:
-        try:
-            answers = generate_answers(run, specs, prompt_set, gen, lazy, spec.engine,
-                                       runs_root, progress)
-            ppl = (score_perplexity(run, specs, data, lazy, spec.engine, runs_root, progress)
-                   if data is not None else None)
-        finally:
-            lazy.close()  # free the models before judging (a local judge may need the GPU)
-        if lazy.check is not None:
-            updates["serving_check"] = lazy.check.summary()
-        judging = judge_run(run, judge_config, names[0], progress=progress,
-                            runs_root=runs_root, pairs=pairs)
-    report = load_report_data(run.path, seed=seed, n_boot=n_boot)
-    written = tuple(write_rendered(report, fmt) for fmt in formats)
+    with locked_run(run, manifest):  # held until the reports are written too
+        with tracked_run(run, manifest) as updates:
+            try:
+                answers = generate_answers(run, specs, prompt_set, gen, lazy, spec.engine,
+                                           runs_root, progress)
+                ppl = (score_perplexity(run, specs, data, lazy, spec.engine, runs_root,
+                                        progress) if data is not None else None)
+            finally:
+                lazy.close()  # free the models before judging (a local judge may need it)
+            if lazy.check is not None:
+                updates["serving_check"] = lazy.check.summary()
+            judging = judge_run(run, judge_config, names[0], progress=progress,
+                                runs_root=runs_root, pairs=pairs)
+        report = load_report_data(run.path, seed=seed, n_boot=n_boot)
+        written = tuple(write_rendered(report, fmt) for fmt in formats)
     check = run.read_manifest().serving_check
     return LeagueResult(run.path, report, answers, judging, ppl, written, check)
 
@@ -232,3 +248,66 @@ def compare(candidate: str, baseline: str = BASELINE, **options: object) -> Comp
     options.setdefault("command", "compare")
     result = league([candidate], baseline, **options)  # type: ignore[arg-type]
     return CompareResult(**{f: getattr(result, f) for f in result.__dataclass_fields__})
+
+
+def judge_existing_run(run: RunDir, judge: JudgeConfig, baseline: str | None = None,
+                       candidates: Sequence[str] | None = None,
+                       progress: Progress | None = None, runs_root: Path = DEFAULT_RUNS_ROOT,
+                       argv: Sequence[str] = (), make_judge: MakeJudge | None = None
+                       ) -> JudgeCounts:
+    """``evalharness judge RUN``: judge (or resume judging) the answers of a run made by
+    ``generate``, ``compare``, ``league`` or ``demo``.
+
+    Judging adds judgments to a run; it never changes what the run is. It is allowed when
+    every judgment already in the run is this judge's (same fingerprint: model, settings,
+    templates); the run keeps its command, inputs and first command line, and this
+    invocation is appended to the manifest's ``invocations``. Everything is checked before
+    the lock is taken or a file is touched, so a refused ``judge`` changes nothing.
+
+    Raises:
+        UserError: not a run, no answers, no baseline, unknown models, a changed prompt set,
+            a missing API key, another judge's judgments in the run, or a run being written.
+    """
+    manifest = run.read_manifest()
+    chosen = baseline or manifest.baseline
+    if chosen is None:
+        models = ", ".join(c.name for c in manifest.candidates) or "none"
+        raise UserError(f"{run.path}: no baseline recorded for this run (models: {models}). "
+                        "Fix: pass --baseline NAME.")
+    inputs = load_run_inputs(run)
+    chosen_pairs = baseline_pairs(_check_models(inputs, chosen, candidates), chosen)
+    config = _judge(judge, None)
+    plan = plan_games(chosen_pairs, inputs.prompts.prompts, inputs.answers, config)
+    if config.kind == "reference" and not plan.games and plan.skipped:
+        raise UserError(f"the reference judge needs prompts with a 'reference' answer, and "
+                        f"none of {inputs.prompts.source} has one. Fix: add references or "
+                        "use an LLM judge.")
+    _check_same_judge(run, manifest, config)
+    judged = manifest.model_copy(update={"argv": tuple(argv or sys.argv),
+                                         "judge": config.name,
+                                         "judge_fingerprint": config.fingerprint})
+    with locked_run(run, judged), tracked_run(run, judged, command="judge"):
+        return judge_plan(run, plan, config, progress, runs_root, make_judge)
+
+
+def _check_same_judge(run: RunDir, manifest: Manifest, config: JudgeConfig) -> None:
+    """Refuse a second judge: one judgments file holds one judge's verdicts, or its
+    statistics would pool two judges' opinions as if they were one."""
+    if manifest.judge_fingerprint is not None:
+        if manifest.judge_fingerprint == config.fingerprint:
+            return
+        other = f"{manifest.judge} (fingerprint {manifest.judge_fingerprint[:12]})"
+    else:  # a run from before fingerprints were recorded: the judgments' names tell
+        names = sorted({j.judge for j in run.log(JUDGMENTS, Judgment).read()} - {config.name})
+        if not names:
+            return
+        other = ", ".join(names)
+        manifest = manifest.model_copy(update={"judge": names[0]})
+    raise UserError(
+        f"{run.path} was judged by {other}; judging it with {config.name} (fingerprint "
+        f"{config.fingerprint[:12]}) would mix two judges' verdicts in one judgments file "
+        f"and its statistics. Nothing was written. Fix: judge with --judge {manifest.judge} "
+        "and the settings the run was judged with (this resumes or extends it), or judge "
+        "the answers in a run of their own: `evalharness generate` with this run's models, "
+        "prompts and options and a new --run-dir copies its answers without a model call; "
+        f"then `evalharness judge NEW_RUN --judge {config.name}`.")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from evalharness.errors import UserError
 from evalharness.keys import content_key
-from evalharness.rows import read_rows
+from evalharness.rows import read_rows, text_id
 from evalharness.schema import DataRef, Message, PerplexityRecord
 
 
@@ -113,16 +113,20 @@ def load_eval_data(path: Path | str) -> EvalData:
     seen: set[str] = set()
     for index, row in enumerate(rows):
         fields = row.fields
-        example_id = str(fields.get("id", index))
+        try:
+            example_id = text_id(fields.get("id", index))
+        except ValueError as exc:
+            problems.append(f"{row.where}: {exc}")
+            continue
         if example_id in seen:
             problems.append(f"{row.where}: duplicate id '{example_id}'")
             continue
         seen.add(example_id)
         try:
             if "text" in fields:
-                text, context = str(fields["text"]), None
+                text, context = _text_field(fields, "text"), None
             elif "response" in fields:
-                text = str(fields["response"])
+                text = _text_field(fields, "response")
                 context = parse_messages_field(fields, example_id)
             else:
                 raise ValueError("needs 'text', or 'prompt'/'messages' with 'response'")
@@ -146,6 +150,14 @@ def load_eval_data(path: Path | str) -> EvalData:
                           for e in examples])
     return EvalData(DataRef(name=path.stem, source=str(path), sha256=digest, n=len(examples)),
                     tuple(examples))
+
+
+def _text_field(fields: dict[str, object], name: str) -> str:
+    # str() of a number or a list would score text nobody wrote.
+    value = fields[name]
+    if not isinstance(value, str):
+        raise ValueError(f"'{name}' must be text, got {type(value).__name__}")
+    return value
 
 
 def record_key(model_key: str, example: EvalExample, engine: str) -> str:

@@ -8,17 +8,19 @@ point resumes where it stopped, and a rerun of a finished command does no model 
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from evalharness import __version__
 from evalharness.backends.base import Backend, GenRequest, ScoreRequest
 from evalharness.candidates import resolve_models
+from evalharness.errors import UserError
 from evalharness.keys import content_key
 from evalharness.perplexity import (
     EvalData,
@@ -28,10 +30,12 @@ from evalharness.perplexity import (
     summarize,
 )
 from evalharness.prompts import load_prompt_set
+from evalharness.redact import redact_argv
 from evalharness.schema import (
     Answer,
     DataRef,
     GenConfig,
+    Invocation,
     Manifest,
     ModelSpec,
     PerplexityRecord,
@@ -167,18 +171,140 @@ def default_run_id(command: str, models: Sequence[ModelSpec], inputs: object) ->
     return f"{command}-{names}-{digest}"
 
 
+def bound_inputs(models: Sequence[ModelSpec], inputs: Mapping[str, object]) -> dict[str, Any]:
+    """What a run directory is bound to: the models' keys and the command's ``inputs`` (the
+    same values ``default_run_id`` hashes), as plain JSON values."""
+    bound: dict[str, Any] = json.loads(json.dumps({"models": [m.key for m in models],
+                                                   **inputs}))
+    return bound
+
+
+def input_ref(ref: DataRef) -> DataRef:
+    """``ref`` with its source as an absolute path (when it is a file here), so a run's
+    inputs can be found again from any working directory (``evalharness judge RUN``)."""
+    source = Path(ref.source)
+    if not source.exists():
+        return ref  # a dataset name, not a file
+    return ref.model_copy(update={"source": str(source.resolve())})
+
+
+def prompts_ref(prompt_set: PromptSet) -> DataRef:
+    """The manifest's record of a prompt set: absolute source, content hash, size."""
+    return input_ref(DataRef(name=prompt_set.name, source=prompt_set.source,
+                             sha256=prompt_set.sha256, n=len(prompt_set.prompts)))
+
+
+def claim_run(run: RunDir, manifest: Manifest) -> Manifest | None:
+    """The manifest already in ``run`` (``None`` for a new run), if ``manifest``'s command may
+    write there: the same command with the same inputs (a rerun resumes).
+
+    Called before anything is written, and again under the run's lock.
+
+    Raises:
+        UserError: ``run`` is a folder of other files, or holds a run of another command or
+            of other inputs (models, prompts, settings, judge); the message says what differs.
+    """
+    if not run.exists():
+        if _holds_files(run.path):
+            raise UserError(f"{run.path} holds files but no {run.manifest_path.name}: it is "
+                            "not a run directory. Fix: pass a new or empty folder as "
+                            "--run-dir (or omit it: runs go under --runs-root).")
+        return None
+    previous = run.read_manifest()
+    if previous.command != manifest.command:
+        raise UserError(f"{run.path} holds a `{previous.command}` run "
+                        f"({' '.join(previous.argv) or 'no command line recorded'}); this is "
+                        f"`{manifest.command}`. A run directory belongs to one command and one "
+                        f"set of inputs. {_FIX_NEW_RUN}")
+    differences = run_differences(previous, manifest)
+    if differences:
+        listed = "\n  ".join(differences)
+        raise UserError(f"{run.path} holds a `{previous.command}` run of other inputs; "
+                        f"nothing was written. What differs (the run's, then this "
+                        f"command's):\n  {listed}\n{_FIX_NEW_RUN}")
+    return previous
+
+
+def _holds_files(folder: Path) -> bool:
+    # Hidden entries are ours (the lock, temporary files of an interrupted first write).
+    try:
+        return folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir())
+    except OSError:
+        return False  # unreadable: the writer lock reports it with its fix
+
+
+_FIX_NEW_RUN = ("Fix: omit --run-dir (each command and set of inputs gets its own run under "
+                "--runs-root, and answers, scores and judgments already made are reused from "
+                "other runs), or pass a new --run-dir.")
+
+_LABELS = {"models": "models", "prompts": "prompt set", "data": "perplexity data",
+           "gen": "generation settings", "engine": "engine", "judge": "judge",
+           "round_robin": "--round-robin"}
+
+
+def run_differences(old: Manifest, new: Manifest) -> list[str]:
+    """How ``new``'s inputs differ from those of the run ``old`` describes, one line each."""
+    if old.inputs is None or new.inputs is None:
+        # A run made before inputs were recorded: its models are what can be compared.
+        old_keys = [c.key for c in old.candidates]
+        same = old_keys == [c.key for c in new.candidates]
+        return [] if same else [f"models: {_show('models', old_keys, old)} vs "
+                                f"{_show('models', [], new)}"]
+    found = []
+    order = list(_LABELS)
+    for name in sorted(set(old.inputs) | set(new.inputs),
+                       key=lambda k: (order.index(k) if k in order else len(order), k)):
+        a, b = old.inputs.get(name), new.inputs.get(name)
+        if a != b:
+            found.append(f"{_LABELS.get(name, name)}: {_show(name, a, old, b)} vs "
+                         f"{_show(name, b, new, a)}")
+    return found
+
+
+def _show(name: str, value: object, manifest: Manifest, other: object = None) -> str:
+    if name == "models":
+        return ", ".join(c.name for c in manifest.candidates) or "none"
+    if name == "gen" and isinstance(value, dict) and isinstance(other, dict):
+        changed = [f"{k}={value.get(k)!r}" for k in sorted(set(value) | set(other))
+                   if value.get(k) != other.get(k)]
+        return ", ".join(changed)
+    ref = {"prompts": manifest.prompts, "data": manifest.ppl_data}.get(name)
+    if ref is not None and isinstance(value, str):
+        return f"{ref.source} (sha256 {value[:12]})"
+    if name == "judge" and isinstance(value, str):
+        return f"{manifest.judge} (fingerprint {value[:12]})"
+    return "none" if value is None else str(value)
+
+
 @contextmanager
-def tracked_run(run: RunDir, manifest: Manifest) -> Iterator[dict[str, object]]:
+def tracked_run(run: RunDir, manifest: Manifest, command: str | None = None
+                ) -> Iterator[dict[str, object]]:
     """Write the manifest as running; at the end, mark it complete, interrupted or failed.
 
+    ``command`` names this invocation when it is not the one that made the run (``judge
+    RUN``); ``manifest.argv`` is its command line. A run's first command line stays in
+    ``argv``; every invocation is listed in ``invocations``. Take the run's lock first.
     Yields a dict of further manifest fields to record at the end (e.g. the self-check).
+
+    Raises:
+        UserError: the run belongs to another command or other inputs (see ``claim_run``).
     """
-    if run.exists():
-        # A rerun keeps what earlier invocations established: when the run began, and the
-        # self-check of the engine that produced its records (no engine loads on a rerun).
-        previous = run.read_manifest()
-        manifest = manifest.model_copy(update={"created": previous.created,
-                                               "serving_check": previous.serving_check})
+    previous = claim_run(run, manifest)
+    invocation = Invocation(command=command or manifest.command,
+                            argv=redact_argv(manifest.argv), started=utc_now())
+    if previous is None:
+        manifest = manifest.model_copy(update={"argv": invocation.argv,
+                                               "invocations": (invocation,)})
+    else:
+        # A rerun keeps what earlier invocations established: when the run began, how, the
+        # judge of its judgments, and the self-check of the engine that produced its
+        # records (no engine loads on a rerun).
+        manifest = manifest.model_copy(update={
+            "created": previous.created, "argv": previous.argv,
+            "serving_check": previous.serving_check,
+            "judge": manifest.judge or previous.judge,
+            "judge_fingerprint": manifest.judge_fingerprint or previous.judge_fingerprint,
+            "invocations": (*previous.invocations, invocation)})
     run.write_manifest(manifest)
     status = "failed"
     updates: dict[str, object] = {}
@@ -194,6 +320,20 @@ def tracked_run(run: RunDir, manifest: Manifest) -> Iterator[dict[str, object]]:
                   if (run.path / name).exists()}
         run.write_manifest(manifest.model_copy(
             update={**updates, "status": status, "updated": utc_now(), "counts": counts}))
+
+
+@contextmanager
+def locked_run(run: RunDir, manifest: Manifest) -> Iterator[None]:
+    """Hold ``run``'s writer lock for ``manifest``'s command (its ``argv`` names the holder),
+    refusing a foreign run before the lock file is made: a refused command changes nothing.
+
+    Raises:
+        UserError: another process writes the run, it cannot be written, or it belongs to
+            another command or other inputs.
+    """
+    claim_run(run, manifest)
+    with run.lock(manifest.argv):
+        yield
 
 
 def _count_lines(path: Path) -> int:
@@ -342,27 +482,25 @@ def run_models(
     prompt_set = load_prompt_set(prompts) if prompts is not None else None
     data = load_eval_data(ppl_data) if ppl_data is not None else None
     gen = gen or GenConfig()
-    prompts_ref = (DataRef(name=prompt_set.name, source=prompt_set.source,
-                           sha256=prompt_set.sha256, n=len(prompt_set.prompts))
-                   if prompt_set else None)
-    inputs = {"prompts": prompts_ref.sha256 if prompts_ref else None,
+    prompt_ref = prompts_ref(prompt_set) if prompt_set else None
+    inputs = {"prompts": prompt_ref.sha256 if prompt_ref else None,
               "data": data.ref.sha256 if data else None,
               "gen": gen.model_dump(mode="json") if prompt_set else None, "engine": engine}
     run = RunDir(run_dir or runs_root / default_run_id(command, specs, inputs))
     now = utc_now()
     manifest = Manifest(
         run_id=run.run_id, command=command, created=now, updated=now, versions=versions(),
-        argv=tuple(argv), backend=backend.name, engine=engine, prompts=prompts_ref,
-        ppl_data=data.ref if data else None, candidates=tuple(specs),
+        argv=tuple(argv or sys.argv), backend=backend.name, engine=engine, prompts=prompt_ref,
+        ppl_data=input_ref(data.ref) if data else None, candidates=tuple(specs),
         baseline="baseline" if any(s.kind == "base" for s in specs) else None,
-        gen=gen if prompt_set else None,
+        gen=gen if prompt_set else None, inputs=bound_inputs(specs, inputs),
     )
     lazy = LazyBackend(backend.factory, specs, run.path,
                        verify_probes=probe_texts(prompt_set, data) if backend.verify else ())
     answers = ppl = None
     summaries: dict[str, PerplexitySummary] = {}
     try:
-        with tracked_run(run, manifest) as updates:
+        with locked_run(run, manifest), tracked_run(run, manifest) as updates:
             if prompt_set is not None:
                 answers = generate_answers(run, specs, prompt_set, gen, lazy, engine,
                                            runs_root, progress)

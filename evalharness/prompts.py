@@ -13,14 +13,15 @@ from typing import Any
 
 from evalharness.errors import UserError
 from evalharness.keys import content_key
-from evalharness.rows import Row, read_rows
+from evalharness.resources import shipped_dir
+from evalharness.rows import Row, read_rows, text_id
 from evalharness.schema import Message, Prompt, PromptSet
 
 ROLES = ("system", "user", "assistant")
 KNOWN_FIELDS = {"id", "prompt", "messages", "reference", "category"}
 MAX_LISTED_PROBLEMS = 20
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "prompts" / "league-50.jsonl"
-"""The shipped prompt set (in the repository, next to the package)."""
+DEFAULT_PROMPTS = shipped_dir("prompts") / "league-50.jsonl"
+"""The shipped prompt set (installed with the package; the checkout's prompts/ in a source tree)."""
 
 
 def load_prompt_set(path: Path | str) -> PromptSet:
@@ -81,17 +82,17 @@ def _parse_prompt(row: Row) -> Prompt:
         raise ValueError(
             f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_FIELDS))})"
         )
-    prompt_id = fields.get("id")
-    if prompt_id is None or not str(prompt_id).strip():
+    if fields.get("id") is None:
         raise ValueError("missing 'id'")
-    messages = parse_messages_field(fields, str(prompt_id))
+    prompt_id = text_id(fields["id"])
+    messages = parse_messages_field(fields, prompt_id)
     reference = fields.get("reference")
     if reference is not None and not isinstance(reference, str):
         raise ValueError("'reference' must be text")
     category = fields.get("category") or "default"
-    return Prompt(
-        id=str(prompt_id), messages=messages, reference=reference, category=str(category)
-    )
+    if not isinstance(category, str):
+        raise ValueError(f"'category' must be text, got {type(category).__name__}")
+    return Prompt(id=prompt_id, messages=messages, reference=reference, category=category)
 
 
 def parse_messages_field(fields: dict[str, Any], record_id: str = "") -> tuple[Message, ...]:

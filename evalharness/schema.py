@@ -7,11 +7,19 @@ the on-disk format; the README's "Run directory" section points here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from evalharness.keys import content_key
+from evalharness.redact import redact_argv
 
 SCHEMA_VERSION = 1
 """Bumped whenever a record changes shape; readers refuse newer versions than they know."""
@@ -19,6 +27,9 @@ SCHEMA_VERSION = 1
 Role = Literal["system", "user", "assistant"]
 Winner = Literal["A", "B", "tie"]
 RunStatus = Literal["running", "complete", "failed", "interrupted"]
+# Checked on every construction and read: no manifest can be written with a password or key
+# in its command line, whichever code path built it, and an old one is shown masked.
+Argv = Annotated[tuple[str, ...], AfterValidator(redact_argv)]
 
 
 class Record(BaseModel):
@@ -111,14 +122,26 @@ class GenConfig(Record):
 
     max_new_tokens: int = Field(default=256, ge=1)
     """Most tokens generated per answer."""
-    temperature: float = Field(default=0.0, ge=0.0)
+    temperature: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     """0 means greedy decoding (deterministic); above 0 samples."""
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     """Nucleus sampling threshold (used only when sampling)."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     """Seed for sampling; each prompt gets its own stream derived from it."""
     stop: tuple[str, ...] = ()
     """Strings that end an answer early (not included in the answer)."""
+    on_long_prompt: Literal["error", "truncate"] = "error"
+    """A prompt longer than the model's context: ``error`` (refused before generation) or
+    ``truncate`` (its last tokens are kept, leaving room for ``max_new_tokens``). Written
+    only when not ``error``, so the keys of answers made before this field existed hold."""
+
+    @model_serializer(mode="wrap")
+    def _without_default_policy(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        # With "error" every answer that exists is to the whole prompt, as before the field.
+        if isinstance(data, dict) and data.get("on_long_prompt") == "error":
+            del data["on_long_prompt"]
+        return data
 
 
 class Answer(KeyedRecord):
@@ -226,8 +249,23 @@ class DataRef(Record):
     """Number of records."""
 
 
+class Invocation(Record):
+    """One command that wrote a run directory (its first, a rerun, or ``judge RUN``)."""
+
+    command: str
+    """The evalharness command (``compare``, ``judge``, ...)."""
+    argv: Argv
+    """Its command line, secrets masked."""
+    started: str
+    """ISO-8601 UTC time it started writing."""
+
+
 class Manifest(Record):
-    """What a run directory holds, enough to redo or audit it. Rewritten atomically."""
+    """What a run directory holds, enough to redo or audit it. Rewritten atomically.
+
+    A run directory belongs to one command and one set of inputs (``command``, ``inputs``):
+    another command or other inputs are refused before anything is written.
+    """
 
     schema_version: int = SCHEMA_VERSION
     """Version of these records."""
@@ -241,8 +279,8 @@ class Manifest(Record):
     """ISO-8601 UTC time of the last change."""
     versions: dict[str, str]
     """Versions of Python, evalharness and the ML libraries in use."""
-    argv: tuple[str, ...]
-    """The command line of the latest invocation."""
+    argv: Argv
+    """The command line that made the run; later ones are in ``invocations``."""
     backend: str | None = None
     """Backend that generated or scored (``hf``, ``vllm``, ``openai``, ``fake``)."""
     engine: str | None = None
@@ -265,3 +303,10 @@ class Manifest(Record):
     """``complete`` when every stage finished; ``interrupted`` after Ctrl-C; ``failed``."""
     counts: dict[str, int] = Field(default_factory=dict)
     """Records on disk per file (answers, perplexity, judgments)."""
+    inputs: dict[str, Any] | None = None
+    """What the records depend on: the models' keys, prompt set and data hashes, generation
+    settings, engine, judge fingerprint, pairs. A rerun must match it to write here."""
+    judge_fingerprint: str | None = None
+    """Fingerprint of the judge that made every judgment in the run (see ``judge``)."""
+    invocations: tuple[Invocation, ...] = ()
+    """Every command that wrote the run, oldest first (reruns and ``judge RUN`` included)."""

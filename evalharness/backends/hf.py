@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -24,11 +25,50 @@ from evalharness.backends.base import (
     adapter_name,
     cut_at_stop,
 )
-from evalharness.backends.tokens import prompt_ids, scoring_ids
+from evalharness.backends.tokens import context_length, fit_prompt_ids, scoring_ids
 from evalharness.errors import BackendError, UserError, require_module
 from evalharness.schema import GenConfig, ModelSpec
 
 DEFAULT_BATCH_SIZE = 16
+DTYPES = ("float32", "float16", "bfloat16", "auto")
+"""The ``--dtype`` values the local backends accept (``auto``: the checkpoint's own)."""
+DEVICE_PATTERN = re.compile(r"cpu|cuda|cuda:\d+|mps")
+
+
+def check_dtype(dtype: str | None) -> None:
+    """Raise ``UserError`` unless ``dtype`` is one the hf and vllm backends load with."""
+    if dtype is not None and dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r} is not a dtype evalharness loads models with. "
+                        f"Fix: pass one of {', '.join(DTYPES)} (or omit it).")
+
+
+def check_device(device: str | None) -> None:
+    """Raise ``UserError`` unless ``device`` names a torch device that exists here.
+
+    A name is checked without torch; whether a GPU is there needs torch (imported only when
+    a GPU device is asked for), and is found now rather than after the run has started.
+    """
+    if device is None or device == "cpu":
+        return
+    if not DEVICE_PATTERN.fullmatch(device):
+        raise UserError(f"--device {device!r} is not a device the hf backend knows. Fix: pass "
+                        "cpu, cuda, cuda:N (N = GPU index) or mps (or omit it: cuda when "
+                        "available, else cpu).")
+    require_module("torch", "hf", "The hf backend")
+    import torch
+
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError("--device mps: Apple's Metal backend is not available here. Fix: "
+                            "pass --device cpu (or omit --device).")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        found = f"{count} CUDA GPU(s)" if count else "no CUDA GPU (or a CPU-only torch)"
+        raise UserError(f"--device {device}: this machine has {found}. Fix: pass --device cpu"
+                        + (f" or cuda:0 ... cuda:{count - 1}" if count else "")
+                        + " (or omit --device).")
 
 
 def quiet_transformers() -> None:
@@ -57,6 +97,8 @@ class HFBackend:
         require_module("torch", "hf", "The hf backend")
         require_module("transformers", "hf", "The hf backend")
         require_module("peft", "hf", "The hf backend")
+        check_dtype(dtype)
+        check_device(device)
         import torch
 
         quiet_transformers()
@@ -80,7 +122,8 @@ class HFBackend:
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(base)
-            model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, self.dtype))
+            dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
         except OSError as exc:
             raise UserError(
                 f"cannot load model '{base}' ({str(exc).splitlines()[0]}). Fix: pass a local "
@@ -143,15 +186,33 @@ class HFBackend:
         by_model: dict[str, list[GenRequest]] = defaultdict(list)
         for request in requests:
             by_model[request.model.key].append(request)
+        # Every prompt is measured against the context before the first answer, so a long
+        # prompt stops the run before any model time is spent on it.
+        fitted = self._fit_prompts(requests, gen)
         for group in by_model.values():
             with self._activated(group[0].model) as (engine, tokenizer):
-                encoded = [(r, prompt_ids(tokenizer, r.prompt.messages)) for r in group]
+                ids = fitted[group[0].model.base_model]
+                encoded = [(r, ids[r.prompt.id]) for r in group]
                 # Similar lengths in a batch waste less compute on padding.
                 encoded.sort(key=lambda item: len(item[1]))
                 size = self.batch_size if gen.temperature == 0 else 1
                 for first in range(0, len(encoded), size):
                     yield from self._generate_batch(engine, tokenizer,
                                                     encoded[first:first + size], gen)
+
+    def _fit_prompts(self, requests: Sequence[GenRequest], gen: GenConfig
+                     ) -> dict[str, dict[str, list[int]]]:
+        """Per base model: prompt id -> the ids to generate after (``gen.on_long_prompt``)."""
+        by_base: dict[str, dict[str, GenRequest]] = defaultdict(dict)
+        for request in requests:
+            by_base[request.model.base_model].setdefault(request.prompt.id, request)
+        fitted: dict[str, dict[str, list[int]]] = {}
+        for base, first in by_base.items():
+            engine = self._engine_for(next(iter(first.values())).model)
+            fitted[base] = fit_prompt_ids(self._tokenizers[base],
+                                          [r.prompt for r in first.values()],
+                                          context_length(engine.config), gen, base)
+        return fitted
 
     def _generate_batch(self, engine: Any, tokenizer: Any,
                         batch: list[tuple[GenRequest, list[int]]], gen: GenConfig

@@ -60,7 +60,7 @@ class LoraPlan:
         return bool(self.adapters)
 
 
-def round_up_rank(rank: int) -> int:
+def round_up_rank(rank: int, name: str = "an adapter") -> int:
     """The smallest ``max_lora_rank`` vLLM accepts that holds ``rank``.
 
     >>> round_up_rank(8), round_up_rank(12), round_up_rank(300)
@@ -69,8 +69,34 @@ def round_up_rank(rank: int) -> int:
     for allowed in VLLM_LORA_RANKS:
         if rank <= allowed:
             return allowed
-    raise CompatibilityError(f"LoRA rank {rank} is above vLLM's largest max_lora_rank "
-                             f"({VLLM_LORA_RANKS[-1]}). Fix: use --backend hf for this adapter.")
+    raise CompatibilityError(f"{name} has LoRA rank {rank}, above vLLM's largest max_lora_rank "
+                             f"({VLLM_LORA_RANKS[-1]}). Fix: use --backend hf for this adapter "
+                             "(or merge it into its base and pass the merged folder).")
+
+
+def check_lora_ranks(models: Sequence[ModelSpec], rank_limit: int | None) -> None:
+    """Refuse adapters vLLM cannot serve: a rank above ``--max-lora-rank`` or above the
+    largest rank vLLM knows.
+
+    Pure (reads only the specs, whose rank comes from ``adapter_config.json`` checked against
+    the safetensors header), so it can run before any engine or model is loaded.
+
+    Raises:
+        CompatibilityError: naming each adapter, its rank and the option that fixes it.
+    """
+    adapters = [m for m in models if m.kind == "adapter"]
+    too_big = [m for m in adapters if rank_limit is not None and (m.lora_rank or 0) > rank_limit]
+    if too_big:
+        largest = max(m.lora_rank or 0 for m in too_big)
+        listing = "; ".join(f"adapter {m.name} has rank {m.lora_rank} (its adapter_config.json "
+                            "and weights)" for m in too_big)
+        raise CompatibilityError(
+            f"{listing}; --max-lora-rank is {rank_limit}. Fix: pass --max-lora-rank "
+            f"{round_up_rank(largest)} or omit it (the default fits the largest adapter; each "
+            "LoRA slot costs memory for that rank), or leave these adapters out."
+        )
+    for model in adapters:
+        round_up_rank(model.lora_rank or 1, model.name)
 
 
 def plan_lora(models: Sequence[ModelSpec], *, rank_limit: int | None = None,
@@ -98,14 +124,7 @@ def plan_lora(models: Sequence[ModelSpec], *, rank_limit: int | None = None,
         raise UserError(f"one vLLM engine serves one base model, got {', '.join(bases)}. "
                         "Fix: run each base model's adapters separately.")
     adapters = tuple({m.key: m for m in models if m.kind == "adapter"}.values())
-    too_big = [m for m in adapters if rank_limit is not None and (m.lora_rank or 0) > rank_limit]
-    if too_big:
-        listing = ", ".join(f"{m.name} (r={m.lora_rank})" for m in too_big)
-        raise CompatibilityError(
-            f"adapter rank above the allowed --max-lora-rank {rank_limit}: {listing}. Fix: "
-            f"raise --max-lora-rank to at least {max(m.lora_rank or 0 for m in too_big)} "
-            "(it costs GPU memory for every LoRA slot) or leave these adapters out."
-        )
+    check_lora_ranks(adapters, rank_limit)
     rank = round_up_rank(max((m.lora_rank or 1 for m in adapters), default=1))
     safe_slots = len(adapters) + 1 if cpu_build else max(len(adapters), 1)
     slots = max_loras or safe_slots

@@ -28,8 +28,8 @@ from evalharness.backends.base import (
     ScoreRequest,
     adapter_name,
 )
-from evalharness.backends.lora_plan import is_cpu_build, plan_lora
-from evalharness.backends.registry import BackendOptions
+from evalharness.backends.lora_plan import is_cpu_build, plan_lora, round_up_rank
+from evalharness.backends.options import BackendOptions
 from evalharness.backends.tokens import scoring_ids
 from evalharness.backends.vllm_engine import sampling_seed
 from evalharness.backends.vllm_server import VLLMServer
@@ -65,6 +65,11 @@ class OpenAIBackend:
         self._served: dict[str, str] = {}  # model key -> served model name
         self._tokenizers: dict[str, Any] = {}
         self._attached_loads: list[str] = []  # adapters we loaded onto a server we do not own
+
+    @property
+    def attached(self) -> bool:
+        """Whether the server is someone else's (``--endpoint``): its flags are not ours."""
+        return self._server_factory is None
 
     def prepare(self, models: Sequence[ModelSpec]) -> None:
         """Start the server if we own one, then make every model servable by name."""
@@ -114,10 +119,14 @@ class OpenAIBackend:
         if response.status_code == 200:
             self._attached_loads.append(name)
         elif "already" not in response.text:
+            rank = round_up_rank(model.lora_rank or 1)
             raise UserError(f"the endpoint {self.base_url} did not load adapter {model.adapter} "
-                            f"(HTTP {response.status_code}: {response.text[:300]}). Fix: start "
-                            "it with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
-                            "or let evalharness start one (--backend vllm-server).")
+                            f"(HTTP {response.status_code}: {response.text[:300]}). Fix: "
+                            "make the folder readable by the server at this path, and "
+                            "restart your server with --enable-lora --max-lora-rank "
+                            f"{rank} or more and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True in its "
+                            "environment (README, 'Attach mode'), or let evalharness start "
+                            "one (--backend vllm-server).")
 
     def _lora_admin(self, action: str, body: dict[str, str]) -> Any:
         import httpx
@@ -163,12 +172,36 @@ class OpenAIBackend:
             usage = response.usage
             return Generation(
                 request=request, text=choice.message.content or "",
-                n_tokens=usage.completion_tokens if usage else 0,
+                n_tokens=answer_tokens(usage.completion_tokens if usage else 0, choice),
                 finish_reason="length" if choice.finish_reason == "length" else "stop",
                 seconds=time.perf_counter() - start,
             )
 
         yield from self._parallel(requests, one)
+
+    def greedy_traces(self, probes: Sequence[tuple[ModelSpec, str]], max_tokens: int
+                      ) -> list[list[tuple[str, float]]]:
+        """Greedy chat answers to each (model, text) with every token's log-prob, all in
+        flight together (``concurrency`` at a time), in the order given.
+
+        The serving self-check's probe in attach mode: generation is what every LoRA server
+        serves, where batched prompt log-probs can kill one (see ``evalharness.selfcheck``).
+        """
+
+        def one(item: tuple[int, tuple[ModelSpec, str]]) -> tuple[int, list[tuple[str, float]]]:
+            index, (model, text) = item
+            response = self._client.chat.completions.create(
+                model=self._served[model.key], messages=[{"role": "user", "content": text}],
+                max_tokens=max_tokens, temperature=0.0, logprobs=True)
+            logprobs = response.choices[0].logprobs
+            if logprobs is None or logprobs.content is None:
+                raise UserError(f"the endpoint {self.base_url} returns no log-probs, which the "
+                                "serving self-check needs. Fix: pass --no-verify (and check "
+                                "by other means that each adapter is served as itself).")
+            return index, [(t.token, float(t.logprob)) for t in logprobs.content]
+
+        traces = dict(self._parallel(list(enumerate(probes)), one))
+        return [traces[i] for i in range(len(probes))]
 
     def _tokenizer(self, base: str) -> Any:
         if base not in self._tokenizers:
@@ -220,6 +253,32 @@ class OpenAIBackend:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def answer_tokens(completion_tokens: int, choice: Any) -> int:
+    """The answer's length counted as the hf and vllm backends count it: without the token
+    that ended it.
+
+    vLLM's ``usage.completion_tokens`` includes the end-of-sequence (or stop) token when it
+    ends an answer, and says so in the choice: ``finish_reason`` "stop" with ``stop_reason``
+    null (EOS) or a token id. A stop *string* (``stop_reason`` a string) is part of the
+    generated text, and a server that sends no ``stop_reason`` does not say how it counts, so
+    both keep the count as given.
+
+    >>> from types import SimpleNamespace as Choice
+    >>> answer_tokens(12, Choice(finish_reason="stop", model_extra={"stop_reason": None}))
+    11
+    >>> answer_tokens(12, Choice(finish_reason="length", model_extra={"stop_reason": None}))
+    12
+    >>> answer_tokens(12, Choice(finish_reason="stop", model_extra={"stop_reason": "###"}))
+    12
+    >>> answer_tokens(12, Choice(finish_reason="stop", model_extra={}))
+    12
+    """
+    extra = getattr(choice, "model_extra", None) or {}
+    ended_on_token = (choice.finish_reason == "stop" and "stop_reason" in extra
+                      and not isinstance(extra["stop_reason"], str))
+    return max(completion_tokens - 1, 0) if ended_on_token else completion_tokens
 
 
 def _api_key(env_name: str | None) -> str:

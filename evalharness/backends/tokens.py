@@ -7,12 +7,13 @@ Both backends call these functions with a Hugging Face tokenizer.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from evalharness.errors import UserError
-from evalharness.schema import Message
+from evalharness.schema import GenConfig, Message, Prompt
 
 
 def _as_dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
@@ -87,3 +88,142 @@ def scoring_ids(tokenizer: Any, text: str, context: Sequence[Message] | None) ->
     if eos in scored:
         scored = scored[: scored.index(eos) + 1]
     return ScoringIds(context_ids + scored, len(context_ids))
+
+
+LONG_PROMPT_POLICIES = ("error", "truncate")
+"""``--on-long-prompt``: refuse a prompt longer than the context, or keep its last tokens."""
+_CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
+
+
+def context_length(config: Any, max_model_len: int | None = None) -> int | None:
+    """The context length a model's config declares (``--max-model-len`` wins when given).
+
+    ``None`` when the config names none (then nothing is checked: the engine decides).
+    """
+    if max_model_len is not None:
+        return max_model_len
+    for source in (config, getattr(config, "text_config", None)):
+        for name in _CONTEXT_FIELDS:
+            value = getattr(source, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+@dataclass(frozen=True)
+class FittedPrompts:
+    """Prompt ids after the long-prompt policy: cut ones and their original lengths."""
+
+    ids: dict[str, list[int]]
+    """Prompt id -> the token ids to generate after."""
+    truncated: dict[str, int]
+    """Prompt id -> its length in tokens before truncation (only the prompts cut)."""
+    kept: int
+    """Tokens a truncated prompt keeps (its last ones)."""
+
+    def warning(self, context: int) -> str | None:
+        """The line telling the user what was cut, or ``None`` when nothing was."""
+        if not self.truncated:
+            return None
+        listing = ", ".join(f"'{p}' ({n} tokens)" for p, n in list(self.truncated.items())[:5])
+        more = len(self.truncated) - min(len(self.truncated), 5)
+        return (f"warning: {len(self.truncated)} prompt(s) longer than the model's context of "
+                f"{context} tokens were truncated to their last {self.kept} tokens "
+                f"(--on-long-prompt truncate): {listing}" + (f" and {more} more" if more else ""))
+
+
+def fit_to_context(prompts: dict[str, list[int]], context: int, max_new_tokens: int,
+                   policy: str, model: str) -> FittedPrompts:
+    """Apply the long-prompt policy to every prompt, before any of them is generated.
+
+    A prompt is too long when it leaves no position to generate in (``len >= context``):
+    the model would answer from positions it was never trained on, which is how a
+    200,000-character prompt got a "\\n\\n\\n\\n" answer. ``truncate`` keeps the *last*
+    ``context - max_new_tokens`` tokens: the end holds the question and the chat
+    template's assistant header, which the answer depends on most; the start (system prompt,
+    earlier turns, the head of a long document) is what is lost.
+
+    Args:
+        prompts: prompt id -> token ids (chat template applied).
+        context: the model's context length in tokens.
+        max_new_tokens: the answer budget the truncated prompt leaves room for.
+        policy: ``error`` or ``truncate``.
+        model: the base model, for messages.
+
+    Raises:
+        UserError: under ``error``, naming every long prompt (up to 5) with its token count;
+            under ``truncate``, when ``max_new_tokens`` leaves no room for any prompt.
+    """
+    long = {p: len(ids) for p, ids in prompts.items() if len(ids) >= context}
+    keep = context - max_new_tokens
+    if not long:
+        return FittedPrompts(dict(prompts), {}, keep)
+    listing = ", ".join(f"'{p}' is {n} tokens" for p, n in list(long.items())[:5])
+    more = f" and {len(long) - 5} more" if len(long) > 5 else ""
+    if policy != "truncate":
+        truncate = (f"--on-long-prompt truncate (keeps each prompt's last {keep} tokens, "
+                    f"leaving room for --max-new-tokens {max_new_tokens})" if keep >= 1 else
+                    f"--on-long-prompt truncate with --max-new-tokens below {context} (e.g. "
+                    f"{context // 2})")
+        raise UserError(
+            f"{len(long)} prompt(s) do not fit the context of {model} ({context} tokens): "
+            f"{listing}{more}. Fix: shorten these prompts, or pass {truncate}."
+        )
+    if keep < 1:
+        raise UserError(
+            f"--on-long-prompt truncate must leave room for --max-new-tokens {max_new_tokens}, "
+            f"and the context of {model} is {context} tokens ({listing}{more}). Fix: pass "
+            f"--max-new-tokens below {context} (e.g. {context // 2})."
+        )
+    fitted = {p: (ids[-keep:] if p in long else ids) for p, ids in prompts.items()}
+    return FittedPrompts(fitted, long, keep)
+
+
+def fit_prompt_ids(tokenizer: Any, prompts: Sequence[Prompt], context: int | None,
+                   gen: GenConfig, model: str) -> dict[str, list[int]]:
+    """Every prompt's ids under ``gen.on_long_prompt``, with the truncation warning printed.
+
+    What a local backend calls once per generate call, before its first answer: prompt id
+    -> the ids to generate after. ``context`` ``None`` (unknown) checks nothing.
+
+    Raises:
+        UserError: as ``fit_to_context``.
+    """
+    ids = {p.id: prompt_ids(tokenizer, p.messages) for p in prompts}
+    if context is None:
+        return ids
+    fitted = fit_to_context(ids, context, gen.max_new_tokens, gen.on_long_prompt, model)
+    warning = fitted.warning(context)
+    if warning:
+        print(warning, file=sys.stderr)  # beside the progress bar, not in a log file
+    return fitted.ids
+
+
+def check_prompt_lengths(prompts: Sequence[Prompt], base_model: str, gen: GenConfig,
+                         max_model_len: int | None = None) -> FittedPrompts | None:
+    """The long-prompt policy applied from the base model's tokenizer and config alone.
+
+    Meant to run before any model loads (the tokenizer and ``config.json`` take well under a
+    second), whatever the backend that serves ``base_model``. Returns ``None`` when there
+    is nothing to check with: transformers is not installed, or the base model's files are
+    not on this machine (a remote endpoint's model); the backend then decides.
+
+    Raises:
+        UserError: as ``fit_to_context``.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        return None
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
+        config = AutoConfig.from_pretrained(base_model, local_files_only=True)
+    except (OSError, ValueError):
+        return None
+    context = context_length(config, max_model_len)
+    if context is None or not getattr(tokenizer, "chat_template", None):
+        return None
+    ids = {p.id: prompt_ids(tokenizer, p.messages) for p in prompts}
+    return fit_to_context(ids, context, gen.max_new_tokens, gen.on_long_prompt, base_model)

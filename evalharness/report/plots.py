@@ -26,6 +26,9 @@ from evalharness.stats import pair_games, prompt_scores, wilson
 _STYLE: Mapping[str, Any] = {
     "svg.fonttype": "path",
     "svg.hashsalt": "evalharness-report",
+    # Labels are model names: "$...$" in one must be drawn as written, not as math (an
+    # unbalanced or unknown TeX command would even fail the whole report).
+    "text.parse_math": False,
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from evalharness.console import literal
 from evalharness.perplexity import PerplexitySummary, summarize
 from evalharness.report.markdown import Paragraph, Section, report_sections
 from evalharness.report.markdown import Table as ReportTable
@@ -38,7 +39,7 @@ def perplexity_table(summaries: Mapping[str, PerplexitySummary]) -> Table:
                    "bits/byte"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for name, s in summaries.items():
-        table.add_row(name, str(s.n_examples), str(s.n_tokens), f"{s.mean_nll:.4f}",
+        table.add_row(literal(name), str(s.n_examples), str(s.n_tokens), f"{s.mean_nll:.4f}",
                       f"{s.token_perplexity:.4f}", f"{s.mean_example_perplexity:.4f}",
                       f"{s.bits_per_byte:.4f}")
     return table
@@ -51,10 +52,12 @@ def runs_table(runs: Sequence[tuple[RunDir, Manifest | None]]) -> Table:
         table.add_column(column)
     for run, manifest in runs:
         if manifest is None:
-            table.add_row(run.run_id, "?", "[red]unreadable manifest[/red]", "", "")
+            table.add_row(literal(run.run_id), "?", Text("unreadable manifest", style="red"),
+                          "", "")
             continue
-        table.add_row(run.run_id, manifest.command, manifest.status,
-                      ", ".join(c.name for c in manifest.candidates), manifest.updated)
+        table.add_row(literal(run.run_id), literal(manifest.command), literal(manifest.status),
+                      literal(", ".join(c.name for c in manifest.candidates)),
+                      literal(manifest.updated))
     return table
 
 
@@ -68,34 +71,38 @@ def answers_table(answers: Sequence[Answer], limit: int) -> Table:
                         "prompts)", show_lines=True)
     table.add_column("prompt")
     for model in models:
-        table.add_column(model, overflow="fold")
+        table.add_column(literal(model), overflow="fold")
     for prompt_id in list(by_prompt)[:limit]:
         row = by_prompt[prompt_id]
-        table.add_row(prompt_id, *(row[m].text if m in row else "-" for m in models))
+        table.add_row(literal(prompt_id),
+                      *(literal(row[m].text) if m in row else "-" for m in models))
     return table
 
 
 def show_run(console: Console, run: RunDir, limit: int = 5) -> None:
     """Print what a run directory holds."""
     manifest = run.read_manifest()
-    console.print(f"[bold]{run.path}[/bold]  {manifest.command}  status: {manifest.status}")
-    console.print(f"created {manifest.created}, updated {manifest.updated}; "
-                  f"backend {manifest.backend or '-'}")
+    # Everything below but the styles comes from the run's files: shown through `literal`.
+    console.print(Text.assemble(literal(run.path, "bold"), literal(
+        f"  {manifest.command}  status: {manifest.status}")))
+    console.print(literal(f"created {manifest.created}, updated {manifest.updated}; "
+                          f"backend {manifest.backend or '-'}"))
     if manifest.prompts:
-        console.print(f"prompts: {manifest.prompts.source} ({manifest.prompts.n}, "
-                      f"sha256 {manifest.prompts.sha256[:12]})")
+        console.print(literal(f"prompts: {manifest.prompts.source} ({manifest.prompts.n}, "
+                              f"sha256 {manifest.prompts.sha256[:12]})"))
     for spec in manifest.candidates:
         extra = (f" adapter {spec.adapter} (r={spec.lora_rank}, sha256 "
                  f"{(spec.adapter_sha256 or '')[:12]})" if spec.kind == "adapter" else "")
-        console.print(f"  {spec.name}: {spec.kind} on {spec.base_model}{extra}")
+        console.print(literal(f"  {spec.name}: {spec.kind} on {spec.base_model}{extra}"))
     answers = JsonlLog(run.path / ANSWERS, Answer).read()
     if answers:
         per_model = Counter(a.model for a in answers)
-        console.print("answers: " + ", ".join(f"{m} {n}" for m, n in per_model.items()))
+        console.print(literal("answers: " + ", ".join(f"{m} {n}" for m, n in per_model.items())))
         truncated = Counter(a.model for a in answers if a.finish_reason == "length")
         if truncated:
-            console.print("[yellow]cut at max_new_tokens:[/yellow] "
-                          + ", ".join(f"{m} {n}" for m, n in truncated.items()))
+            console.print(Text.assemble(
+                Text("cut at max_new_tokens: ", style="yellow"),
+                literal(", ".join(f"{m} {n}" for m, n in truncated.items()))))
         console.print(answers_table(answers, limit))
     records = JsonlLog(run.path / PERPLEXITY, PerplexityRecord).read()
     if (run.path / JUDGMENTS).is_file():
@@ -122,17 +129,18 @@ def resolve_run(name: str, runs_root: Path) -> RunDir:
 def print_sections(console: Console, sections: Sequence[Section]) -> None:
     """The report's sections as rich text and tables (figures are left to the HTML)."""
     for section in sections:
-        console.rule(f"[bold]{section.title}")
+        console.rule(literal(section.title, "bold"))
         for block in section.blocks:
             if isinstance(block, Paragraph):
-                console.print(block.text, highlight=False, markup=False)
+                console.print(literal(block.text), highlight=False)
             elif isinstance(block, ReportTable):
-                table = Table(title=block.caption)
+                # Captions and headers name models ("Head to head against NAME").
+                table = Table(title=literal(block.caption))
                 for index, column in enumerate(block.columns):
-                    table.add_column(column, overflow="fold",
+                    table.add_column(literal(column), overflow="fold",
                                      justify="right" if block.numeric(index) else "left")
                 for row in block.rows:
-                    table.add_row(*(Text(cell) for cell in row))
+                    table.add_row(*(literal(cell) for cell in row))
                 console.print(table)
 
 
@@ -148,10 +156,11 @@ def _footer(console: Console, result: LeagueResult) -> None:
                   f"{j.usage.prompt_tokens + j.usage.completion_tokens} tokens, "
                   f"${j.cost_usd:.4f}")
     if result.serving_check:
-        console.print(f"serving self-check passed: {result.serving_check}", highlight=False)
-    console.print(f"run directory: {result.run_dir}")
+        console.print(literal(f"serving self-check passed: {result.serving_check}"),
+                      highlight=False)
+    console.print(literal(f"run directory: {result.run_dir}"))
     for path in result.reports:
-        console.print(f"report: {path}")
+        console.print(literal(f"report: {path}"))
 
 
 def mean_lengths(answers: Sequence[Answer]) -> dict[str, float]:
@@ -173,8 +182,8 @@ def print_compare(console: Console, result: LeagueResult) -> None:
     wanted = {"summary", "perplexity", "bias", "cost"}
     print_sections(console, [s for s in report_sections(result.report) if s.id in wanted])
     lengths = mean_lengths(result.report.answers)
-    console.print("mean answer length: " + ", ".join(
-        f"{model} {chars:.0f} chars" for model, chars in lengths.items()))
+    console.print(literal("mean answer length: " + ", ".join(
+        f"{model} {chars:.0f} chars" for model, chars in lengths.items())))
     _footer(console, result)
 
 

@@ -84,7 +84,7 @@ CASES = {
     "perplexity data without response": ("eval.jsonl:1: needs 'text'", "Fix:"),
     "show a folder that is not a run": ("not a run directory", "Fix:"),
     "unknown option": ("No such option", "--temprature"),
-    "negative max tokens": ("Invalid value for '--max-new-tokens'", "greater than or equal to 1"),
+    "negative max tokens": ("--max-new-tokens 0: must be at least 1", "Fix: pass at least 1"),
 }
 
 
@@ -108,3 +108,32 @@ def test_bad_input_leaves_earlier_results_untouched(cli, kit, tmp_path: Path) ->
     failed = cli("generate", kit.adapter("qv-r8"), "--prompts", prompts, "--run-dir", run_dir)
     assert failed.code == 2
     assert (run_dir / "answers.jsonl").read_bytes() == before
+
+
+def test_long_prompt_truncated_on_request_is_answered_and_reported(cli, kit,  # type: ignore[no-untyped-def]
+                                                                    tmp_path: Path) -> None:
+    prompts = write_jsonl(tmp_path / "p.jsonl", [
+        {"id": "short", "prompt": "Where is Redmoor?"},
+        {"id": "huge", "prompt": "Where is Redmoor College? " * 8000}])
+    result = cli("generate", kit.adapter("qv-r8"), "--prompts", prompts, "--max-new-tokens", "8",
+                 "--on-long-prompt", "truncate")
+    assert result.code == 0, result.text
+    flat = " ".join(result.text.split())
+    assert "warning: 1 prompt(s) longer than the model's context of 256 tokens were truncated " \
+           "to their last 248 tokens (--on-long-prompt truncate): 'huge'" in flat
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    answers = [json.loads(line) for line in (run_dir / "answers.jsonl").read_text().splitlines()]
+    assert sorted(a["prompt_id"] for a in answers) == ["huge", "short"]
+    assert json.loads((run_dir / "manifest.json").read_text())["gen"]["on_long_prompt"] \
+        == "truncate"
+
+
+def test_the_default_long_prompt_policy_leaves_answer_keys_as_they_were() -> None:
+    from evalharness.schema import GenConfig
+
+    # Answers made before --on-long-prompt existed must keep their keys: the default is not
+    # written, any other policy is.
+    assert GenConfig().model_dump(mode="json") == {
+        "max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "seed": 0, "stop": []}
+    assert GenConfig(on_long_prompt="truncate").model_dump()["on_long_prompt"] == "truncate"
+    assert GenConfig.model_validate_json(GenConfig().model_dump_json()) == GenConfig()

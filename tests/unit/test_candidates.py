@@ -113,3 +113,51 @@ def test_baseline_alone_needs_a_base() -> None:
 def test_missing_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no such adapter or model folder"):
         resolve_models([str(tmp_path / "nope")])
+
+
+def test_rank_is_read_from_the_weights_and_checked_against_the_config(kit_copy: Path) -> None:
+    adapter = kit_copy / "qv-r8"
+    _set_config(adapter, r=4)
+    with pytest.raises(UserError, match=r"has rank 8, but .*adapter_config.json says r=4"):
+        resolve_models([str(adapter)])
+    # peft's rank_pattern overrides r per module: the weights' rank is the one served.
+    _set_config(adapter, r=4, rank_pattern={"q_proj": 8, "v_proj": 8})
+    assert resolve_models([str(adapter)])[0].lora_rank == 8
+
+
+def test_rank_above_the_limit_names_the_adapter_and_the_option(kit) -> None:  # type: ignore[no-untyped-def]
+    from evalharness.backends.lora_plan import check_lora_ranks
+
+    specs = resolve_models(["baseline", str(kit.adapter("all-r16"))])
+    check_lora_ranks(specs, None)
+    check_lora_ranks(specs, 16)
+    with pytest.raises(CompatibilityError) as info:
+        check_lora_ranks(specs, 8)
+    assert "adapter all-r16 has rank 16" in str(info.value)
+    assert "--max-lora-rank is 8. Fix: pass --max-lora-rank 16 or omit it" in str(info.value)
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    ("half", "truncated safetensors file"),
+    ("tiny", "truncated safetensors file (3 bytes)"),
+    ("header", "not a safetensors file, or truncated"),
+    ("json", "corrupt safetensors file (its header is not a JSON object)"),
+])
+def test_damaged_safetensors_are_named_before_any_load(kit_copy: Path, damage: str,
+                                                       expected: str) -> None:
+    weights = kit_copy / "qv-r8" / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"half": data[: len(data) // 2], "tiny": b"abc",
+                         "header": b"\xff" * 8 + data[8:], "json": data[:8] + b"{" * 100
+                         + data[108:]}[damage])
+    with pytest.raises(UserError) as info:
+        resolve_models([str(kit_copy / "qv-r8")])
+    assert expected in str(info.value) and "Fix: re-save the weights" in str(info.value)
+
+
+def test_garbage_bin_weights_are_not_a_checkpoint(kit_copy: Path) -> None:
+    adapter = kit_copy / "qv-r8"
+    (adapter / "adapter_model.safetensors").unlink()
+    (adapter / "adapter_model.bin").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+    with pytest.raises(UserError, match=r"adapter_model\.bin: not a PyTorch checkpoint"):
+        resolve_models([str(adapter)])

@@ -105,3 +105,46 @@ def test_shipped_league_prompt_set_is_valid() -> None:
     prompt_set = load_prompt_set(shipped)
     assert len(prompt_set.prompts) == 50
     assert all(p.reference for p in prompt_set.prompts)
+
+
+def test_utf8_bom_is_accepted_and_changes_nothing(tmp_path: Path) -> None:
+    plain = write_jsonl(tmp_path / "plain.jsonl", ROWS)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert load_prompt_set(bom).sha256 == load_prompt_set(plain).sha256
+
+
+def test_latin1_is_named_with_its_byte_offset_never_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b'{"id": "a", "prompt": "ok"}\n{"id": "b", "prompt": "caf\xe9?"}\n')
+    with pytest.raises(UserError) as info:
+        load_prompt_set(path)
+    message = str(info.value)
+    offset = path.read_bytes().index(b"\xe9")
+    assert f"latin.jsonl:2: prompt set is not UTF-8 (byte 0xe9 at offset {offset}, line 2)" \
+        in message
+    assert "Latin-1" in message and "Fix: re-save it as UTF-8" in message
+
+
+def test_whole_number_ids_are_the_same_in_jsonl_and_csv(tmp_path: Path) -> None:
+    from_jsonl = load_prompt_set(write_jsonl(tmp_path / "p.jsonl", [{"id": 7, "prompt": "Q?"}]))
+    (tmp_path / "p.csv").write_text("id,prompt\n7,Q?\n")
+    from_csv = load_prompt_set(tmp_path / "p.csv")
+    assert from_jsonl.prompts[0].id == from_csv.prompts[0].id == "7"
+    assert from_jsonl.sha256 == from_csv.sha256
+
+
+def test_ids_that_are_not_text_are_refused_not_coerced(tmp_path: Path) -> None:
+    rows = [{"id": 1.0, "prompt": "x"}, {"id": True, "prompt": "x"}, {"id": [1], "prompt": "x"},
+            {"id": {"n": 1}, "prompt": "x"}]
+    with pytest.raises(UserError) as info:
+        load_prompt_set(write_jsonl(tmp_path / "ids.jsonl", rows))
+    message = str(info.value)
+    for line, shown in enumerate(("float 1.0", "bool true", "list [1]", "dict"), start=1):
+        assert f"ids.jsonl:{line}: 'id' must be text (or a whole number), got {shown}" in message
+
+
+def test_csv_text_that_looks_like_null_stays_text(tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\nNA,None\n")
+    (prompt,) = load_prompt_set(tmp_path / "p.csv").prompts
+    assert prompt.id == "NA" and prompt.messages[0].content == "None"
