@@ -140,7 +140,8 @@ def show(
     runs_root: RunsRootOption = Path("runs"),
 ) -> None:
     """Show what a run holds: models, answers side by side, perplexity."""
-    from evalharness.report.terminal import resolve_run, show_run
+    from evalharness.report.terminal import show_run
+    from evalharness.store import resolve_run
 
     show_run(_console(), resolve_run(run, runs_root), limit)
 
@@ -293,6 +294,8 @@ def _run(argv: Sequence[str] | None) -> int:
             show()
         else:
             console.print(Text(f"error: {exc.format_message()}"))
+        console.print(Text("Fix: correct the command line; `evalharness COMMAND --help` lists "
+                           "the arguments and options."))
         return EXIT_BAD_INPUT
     except (KeyboardInterrupt, typer.Abort):
         return EXIT_INTERRUPTED

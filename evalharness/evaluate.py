@@ -21,12 +21,10 @@ from evalharness.judging.stage import (
     JudgeCounts,
     MakeJudge,
     Pair,
-    _check_models,
     baseline_pairs,
     judge_plan,
     judge_run,
-    load_run_inputs,
-    plan_games,
+    plan_run,
 )
 from evalharness.perplexity import load_eval_data
 from evalharness.pipeline import (
@@ -36,6 +34,7 @@ from evalharness.pipeline import (
     Progress,
     StageCounts,
     bound_inputs,
+    claim_run,
     default_run_id,
     generate_answers,
     input_ref,
@@ -138,12 +137,16 @@ def _check_league(specs: Sequence[ModelSpec]) -> None:
 
 
 def _judge(judge: str | Path | JudgeConfig, judges_dir: Path | None) -> JudgeConfig:
-    config = judge if isinstance(judge, JudgeConfig) else resolve_judge(judge, judges_dir)
-    if config.kind == "llm":
-        from evalharness.judging.llm import api_key_for
+    return judge if isinstance(judge, JudgeConfig) else resolve_judge(judge, judges_dir)
 
-        api_key_for(config)  # a missing key must fail before any model is loaded
-    return config
+
+def _probe(config: JudgeConfig) -> None:
+    """A wrong URL, key or model must fail before any model is loaded or file written, not
+    after every answer is made (one cheap request; after the local checks, which are free)."""
+    if config.kind == "llm":
+        from evalharness.judging.llm import probe_judge
+
+        probe_judge(config)
 
 
 def league(
@@ -202,6 +205,7 @@ def league(
     data = load_eval_data(ppl_data) if ppl_data is not None else None
     spec = _backend_spec(backend, verify)
     gen = gen or GenConfig()
+    spec.precheck(specs, prompt_set.prompts, gen)
     names = [s.name for s in specs]
     pairs: list[Pair] = baseline_pairs(names[1:], names[0])
     if round_robin:
@@ -218,23 +222,29 @@ def league(
         candidates=tuple(specs), baseline=names[0], gen=gen, judge=judge_config.name,
         judge_fingerprint=judge_config.fingerprint, inputs=bound_inputs(specs, inputs),
     )
+    claim_run(run, manifest)  # a foreign run directory is refused before the judge is asked
+    _probe(judge_config)
     lazy = LazyBackend(spec.factory, specs, run.path,
                        verify_probes=probe_texts(prompt_set, data) if spec.verify else ())
-    with locked_run(run, manifest):  # held until the reports are written too
-        with tracked_run(run, manifest) as updates:
-            try:
-                answers = generate_answers(run, specs, prompt_set, gen, lazy, spec.engine,
-                                           runs_root, progress)
-                ppl = (score_perplexity(run, specs, data, lazy, spec.engine, runs_root,
-                                        progress) if data is not None else None)
-            finally:
-                lazy.close()  # free the models before judging (a local judge may need it)
-            if lazy.check is not None:
-                updates["serving_check"] = lazy.check.summary()
-            judging = judge_run(run, judge_config, names[0], progress=progress,
-                                runs_root=runs_root, pairs=pairs)
+    # The lock is taken first and held until the reports are written too.
+    with locked_run(run, manifest), tracked_run(run, manifest) as updates:
+        try:
+            answers = generate_answers(run, specs, prompt_set, gen, lazy, spec.engine,
+                                       runs_root, progress)
+            ppl = (score_perplexity(run, specs, data, lazy, spec.engine, runs_root,
+                                    progress) if data is not None else None)
+        finally:
+            lazy.close()  # free the models before judging (a local judge may need it)
+        if lazy.check is not None:
+            updates["serving_check"] = lazy.check.summary()
+        judging = judge_run(run, judge_config, names[0], progress=progress,
+                            runs_root=runs_root, pairs=pairs)
         report = load_report_data(run.path, seed=seed, n_boot=n_boot)
         written = tuple(write_rendered(report, fmt) for fmt in formats)
+        if report.stats.problem is not None:
+            # Every judgment is invalid: the reports show the invalid count and replies,
+            # and the run is marked failed rather than complete.
+            raise UserError(f"{report.stats.problem} The reports are in {run.path}.")
     check = run.read_manifest().serving_check
     return LeagueResult(run.path, report, answers, judging, ppl, written, check)
 
@@ -274,15 +284,10 @@ def judge_existing_run(run: RunDir, judge: JudgeConfig, baseline: str | None = N
         models = ", ".join(c.name for c in manifest.candidates) or "none"
         raise UserError(f"{run.path}: no baseline recorded for this run (models: {models}). "
                         "Fix: pass --baseline NAME.")
-    inputs = load_run_inputs(run)
-    chosen_pairs = baseline_pairs(_check_models(inputs, chosen, candidates), chosen)
     config = _judge(judge, None)
-    plan = plan_games(chosen_pairs, inputs.prompts.prompts, inputs.answers, config)
-    if config.kind == "reference" and not plan.games and plan.skipped:
-        raise UserError(f"the reference judge needs prompts with a 'reference' answer, and "
-                        f"none of {inputs.prompts.source} has one. Fix: add references or "
-                        "use an LLM judge.")
+    plan = plan_run(run, config, chosen, candidates)
     _check_same_judge(run, manifest, config)
+    _probe(config)
     judged = manifest.model_copy(update={"argv": tuple(argv or sys.argv),
                                          "judge": config.name,
                                          "judge_fingerprint": config.fingerprint})

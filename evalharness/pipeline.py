@@ -67,6 +67,9 @@ class Progress(Protocol):
     def advance(self, amount: int = 1) -> None:
         """``amount`` units finished."""
 
+    def note(self, text: str) -> None:
+        """Why the stage is stalled (a long wait and its reason); ``""`` clears it."""
+
 
 class SilentProgress:
     """A ``Progress`` that reports nothing (the Python API's default)."""
@@ -77,9 +80,16 @@ class SilentProgress:
     def advance(self, amount: int = 1) -> None:
         pass
 
+    def note(self, text: str) -> None:
+        pass
+
 
 BackendFactory = Callable[[Path], Backend]
 """Makes a backend; gets the run directory (where a server writes its log)."""
+
+
+Precheck = Callable[[Sequence[ModelSpec], Sequence[Prompt], GenConfig], None]
+"""Checks inputs against a backend's limits without loading a model (raises UserError)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,9 @@ class BackendSpec:
     """Makes the backend, only when a stage has work for it."""
     verify: bool = False
     """Run the serving self-check before the first model call."""
+    precheck: Precheck = field(default=lambda models, prompts, gen: None)
+    """Checks of the inputs against this backend's limits (adapter ranks, prompt lengths)
+    that need no model loaded; run before the run directory is touched."""
 
 
 @dataclass
@@ -482,6 +495,7 @@ def run_models(
     prompt_set = load_prompt_set(prompts) if prompts is not None else None
     data = load_eval_data(ppl_data) if ppl_data is not None else None
     gen = gen or GenConfig()
+    backend.precheck(specs, prompt_set.prompts if prompt_set else (), gen)
     prompt_ref = prompts_ref(prompt_set) if prompt_set else None
     inputs = {"prompts": prompt_ref.sha256 if prompt_ref else None,
               "data": data.ref.sha256 if data else None,

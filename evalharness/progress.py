@@ -22,7 +22,7 @@ class RichProgress:
 
     def __init__(self, console: Console | None = None) -> None:
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(),
             # A note quotes endpoints and model names: shown literally, never as markup.
             TextColumn("{task.fields[note]}", markup=False, style="yellow"),

@@ -16,7 +16,9 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     model_serializer,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from evalharness.keys import content_key
 from evalharness.redact import redact_argv
@@ -197,11 +199,12 @@ class Judgment(KeyedRecord):
     winner: Winner | None
     """Which position won (``A``, ``B``) or ``tie``; ``None`` for an invalid judgment.
     Invalid judgments are never counted as ties."""
-    weight_a: float | None = None
-    """Soft preference P(A better) from the verdict token's log-probs, when available."""
-    first_length: int | None = None
+    weight_a: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    """Soft preference P(A better) from the verdict token's log-probs, when available: a
+    probability, so NaN, infinities and anything outside [0, 1] are refused."""
+    first_length: int | None = Field(default=None, ge=0)
     """Length of answer A in characters (for length diagnostics and length control)."""
-    second_length: int | None = None
+    second_length: int | None = Field(default=None, ge=0)
     """Length of answer B in characters."""
     category: str = "default"
     """The prompt's category."""
@@ -215,6 +218,21 @@ class Judgment(KeyedRecord):
     """Calls made for this judgment (retries included)."""
     error: str | None = None
     """Why the judgment is invalid, when it is."""
+
+    @model_validator(mode="after")
+    def _a_game_of_two_models(self) -> Judgment:
+        """A game has a prompt and two different, named models: a model judged against
+        itself (or a blank name) would count its own wins and losses in every statistic."""
+        for name in ("prompt_id", "first", "second"):
+            if not getattr(self, name).strip():
+                raise PydanticCustomError("blank_name", "'{field}' is empty", {"field": name})
+        if self.first == self.second:
+            raise PydanticCustomError(
+                "same_model",
+                "model '{model}' is judged against itself (first and second are the same)",
+                {"model": self.first},
+            )
+        return self
 
 
 class PerplexityRecord(KeyedRecord):

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from evalharness.console import output_console
+from evalharness.console import literal, output_console
 from evalharness.errors import UserError
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load only when a command runs
@@ -98,13 +99,17 @@ def power(
 
 def _print_summary(summary: StatsSummary, source: Path, console: Console) -> None:
     level = f"{100 * summary.confidence:g}%"
-    console.print(
-        f"[bold]{source}[/bold]: {summary.n_judgments} judgments by "
-        f"{', '.join(summary.judges)}; baseline [bold]{summary.baseline}[/bold]; "
-        f"{summary.n_invalid} invalid (never counted as ties)"
-        + (f"; {summary.n_duplicates} duplicate keys dropped" if summary.n_duplicates else "")
-    )
-    h2h = Table(title=f"Head to head against {summary.baseline} (ties count half)")
+    # The path, judge and model names are the user's: shown literally, styled through Text.
+    console.print(Text.assemble(
+        literal(source, "bold"),
+        f": {summary.n_judgments} judgments by ",
+        literal(", ".join(summary.judges)),
+        "; baseline ",
+        literal(summary.baseline, "bold"),
+        f"; {summary.n_invalid} invalid (never counted as ties)"
+        + (f"; {summary.n_duplicates} duplicate keys dropped" if summary.n_duplicates else ""),
+    ))
+    h2h = Table(title=literal(f"Head to head against {summary.baseline} (ties count half)"))
     for column in (
         "candidate",
         "prompts",
@@ -123,7 +128,7 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
         h = c.head_to_head
         lc = c.length_controlled
         h2h.add_row(
-            h.candidate,
+            literal(h.candidate),
             str(h.n_prompts),
             f"{h.wins}/{h.ties}/{h.losses}",
             _pct(h.win_rate),
@@ -149,7 +154,7 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
     for c in summary.candidates:
         b = c.bias
         bias.add_row(
-            b.candidate,
+            literal(b.candidate),
             _pct(b.position_consistency),
             _pct(b.position.first_position_rate),
             f"{_pct(b.longer_win_rate)} (n={b.n_longer})",
@@ -166,21 +171,22 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
     bt = Table(
         title=f"League (Bradley-Terry, {summary.league.n_boot} bootstrap rounds over prompts)"
     )
-    for column in (
+    league_columns: tuple[str | Text, ...] = (
         "rank",
         "model",
         "strength",
         f"{level} interval",
-        f"P(beats {summary.baseline})",
+        literal(f"P(beats {summary.baseline})"),
         f"{level} interval ",
         "rank range",
         "games",
-    ):
-        bt.add_column(column, justify="left" if column == "model" else "right")
+    )
+    for heading in league_columns:
+        bt.add_column(heading, justify="left" if heading == "model" else "right")
     for s in summary.league.standings:
         bt.add_row(
             str(s.rank),
-            s.model,
+            literal(s.model),
             _num(s.strength),
             f"[{s.interval.low:+.2f}, {s.interval.high:+.2f}]",
             _pct(s.win_probability),
@@ -205,8 +211,8 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
         for pair in summary.paired:
             cmp = pair.comparison
             paired.add_row(
-                cmp.a,
-                cmp.b,
+                literal(cmp.a),
+                literal(cmp.b),
                 str(cmp.n_prompts),
                 f"{100 * cmp.difference:+.1f}",
                 _ci(cmp.interval),

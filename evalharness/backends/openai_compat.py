@@ -65,6 +65,7 @@ class OpenAIBackend:
         self._served: dict[str, str] = {}  # model key -> served model name
         self._tokenizers: dict[str, Any] = {}
         self._attached_loads: list[str] = []  # adapters we loaded onto a server we do not own
+        self._context: int | None = None  # the server's context length, when it says
 
     @property
     def attached(self) -> bool:
@@ -104,6 +105,9 @@ class OpenAIBackend:
             raise UserError(f"the endpoint {self.base_url} refused the API key. Fix: set the "
                             "right key in the variable named by --api-key-env.") from None
         roots = [m.id for m in listed if getattr(m, "parent", None) in (None, "")]
+        # vLLM lists each model's context length; other servers may not (then None).
+        self._context = next((int(m.max_model_len) for m in listed
+                              if isinstance(getattr(m, "max_model_len", None), int)), None)
         wanted = next((m.base_model for m in models if m.kind in {"base", "adapter"}), None)
         if wanted in roots or not roots:
             return wanted or ""
@@ -158,9 +162,12 @@ class OpenAIBackend:
     def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
         """Chat completions, ``concurrency`` at a time, yielded as each finishes."""
 
+        truncation = self._truncation(gen)
+
         def one(request: GenRequest) -> Generation:
             start = time.perf_counter()
-            options: dict[str, Any] = {"temperature": gen.temperature, "top_p": gen.top_p}
+            options: dict[str, Any] = {"temperature": gen.temperature, "top_p": gen.top_p,
+                                       **truncation}
             if gen.temperature > 0:
                 options["seed"] = sampling_seed(request.key)
             response = self._client.chat.completions.create(
@@ -178,6 +185,28 @@ class OpenAIBackend:
             )
 
         yield from self._parallel(requests, one)
+
+    def _truncation(self, gen: GenConfig) -> dict[str, Any]:
+        """Request options for ``--on-long-prompt truncate``: vLLM keeps a prompt's last
+        ``truncate_prompt_tokens`` tokens (the end holds the question), as the local backends
+        do. Under ``error`` a too-long prompt was refused before any model loaded.
+
+        Raises:
+            UserError: truncation asked of a server that does not say its context length.
+        """
+        if gen.on_long_prompt != "truncate":
+            return {}
+        if self._context is None:
+            raise UserError(f"--on-long-prompt truncate needs the context length of the "
+                            f"server at {self.base_url}, and its model list does not give "
+                            "one (vLLM's does). Fix: shorten the prompts, or use "
+                            "--on-long-prompt error to have too-long prompts named.")
+        keep = self._context - gen.max_new_tokens
+        if keep < 1:
+            raise UserError(f"--max-new-tokens {gen.max_new_tokens} leaves no room for a "
+                            f"prompt in the server's context of {self._context} tokens. Fix: "
+                            "lower --max-new-tokens.")
+        return {"extra_body": {"truncate_prompt_tokens": keep}}
 
     def greedy_traces(self, probes: Sequence[tuple[ModelSpec, str]], max_tokens: int
                       ) -> list[list[tuple[str, float]]]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from evalharness.backends.base import Backend
 from evalharness.backends.options import BackendOptions
 from evalharness.errors import UserError
 from evalharness.pipeline import BackendSpec
+from evalharness.schema import GenConfig, ModelSpec, Prompt
 
 __all__ = ["BACKENDS", "BackendChoice", "BackendOptions", "check_backend_name", "make_backend"]
 
@@ -38,7 +40,8 @@ def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
         from evalharness.backends.vllm_engine import VLLMBackend
 
         return VLLMBackend(max_lora_rank=options.max_lora_rank, max_loras=options.max_loras,
-                           dtype=options.dtype, max_model_len=options.max_model_len)
+                           dtype=options.dtype, max_model_len=options.max_model_len,
+                           log_dir=options.log_dir)
     if name in {"vllm-server", "openai"}:
         from evalharness.backends.openai_compat import make_openai_backend
 
@@ -65,11 +68,30 @@ class BackendChoice:
         """
         return f"{self.name}:{self.options.dtype or 'default'}"
 
+    def check_inputs(self, models: Sequence[ModelSpec], prompts: Sequence[Prompt],
+                     gen: GenConfig) -> None:
+        """What can be refused before any model loads: adapter ranks above the vLLM limit,
+        prompts longer than the context (under ``gen.on_long_prompt``).
+
+        Raises:
+            UserError: naming the adapter or prompt, the limit and the fix.
+        """
+        from evalharness.backends.lora_plan import check_lora_ranks
+        from evalharness.backends.tokens import check_prompt_lengths
+
+        if self.name in {"vllm", "vllm-server"}:
+            check_lora_ranks(models, self.options.max_lora_rank)
+        if self.name in {"hf", "vllm", "vllm-server"} and prompts:
+            max_len = None if self.name == "hf" else self.options.max_model_len
+            for base in sorted({m.base_model for m in models}):
+                check_prompt_lengths(prompts, base, gen, max_len)
+
     def spec(self) -> BackendSpec:
         """What the pipeline needs (the backend is built only when work needs it)."""
         check_backend_name(self.name)  # a typo must not wait until the first missing answer
         return BackendSpec(
             name=self.name, engine=self.engine, verify=self.verify,
+            precheck=self.check_inputs,
             factory=lambda run_dir: make_backend(self.name,
                                                  replace(self.options, log_dir=run_dir)),
         )

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from evalharness import signals
 from evalharness.backends.base import (
     Generation,
     GenRequest,
@@ -31,7 +33,7 @@ from evalharness.backends.lora_plan import (
     is_cpu_build,
     plan_lora,
 )
-from evalharness.backends.tokens import prompt_ids, scoring_ids
+from evalharness.backends.tokens import fit_prompt_ids, scoring_ids
 from evalharness.errors import BackendError, require_module
 from evalharness.schema import GenConfig, ModelSpec
 
@@ -136,12 +138,22 @@ class VLLMBackend:
             options["max_model_len"] = self.max_model_len
         if self.gpu_memory_utilization is not None and not self.cpu_build:
             options["gpu_memory_utilization"] = self.gpu_memory_utilization
+        before = {process.pid for process in multiprocessing.active_children()}
         try:
-            self._llm = LLM(**options)
+            # vLLM's start-up swallows KeyboardInterrupt (Ctrl-C, and so SIGTERM/SIGHUP too)
+            # while it waits for the engine, then waits ten more minutes for an engine it
+            # has abandoned; not_swallowed carries the interrupt through instead.
+            with signals.not_swallowed():
+                self._llm = LLM(**options)
         except Exception as exc:  # vLLM raises many types while starting an engine
+            end_processes(started_since(before))
             where = f" (engine log: {self.log_path})" if self.log_path else ""
             raise BackendError(f"vLLM could not start an engine for {plan.base_model}: "
                                f"{exc}{where}") from exc
+        except BaseException:  # interrupted: vLLM's clean-up ran; make sure, briefly
+            if self._llm is None:
+                end_processes(started_since(before))
+            raise
         self._tokenizer = self._llm.get_tokenizer()
         self.plan = plan
 
@@ -187,11 +199,15 @@ class VLLMBackend:
     def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
         """All requests through the one engine, adapters and baseline mixed, in chunks."""
         eos = self._tokenizer.eos_token_id
+        assert self.plan is not None
+        unique = list({r.prompt.id: r.prompt for r in requests}.values())
+        ids = fit_prompt_ids(self._tokenizer, unique,
+                             self._llm.llm_engine.model_config.max_model_len, gen,
+                             self.plan.base_model)
         for first in range(0, len(requests), CHUNK):
             chunk = requests[first:first + CHUNK]
             params = [self._sampling(gen, r.key) for r in chunk]
-            prompts = [{"prompt_token_ids": prompt_ids(self._tokenizer, r.prompt.messages)}
-                       for r in chunk]
+            prompts = [{"prompt_token_ids": ids[r.prompt.id]} for r in chunk]
             start = time.perf_counter()
             outputs = self._run(prompts, params, [self._lora_for(r.model) for r in chunk])
             seconds = (time.perf_counter() - start) / len(chunk)
@@ -229,7 +245,8 @@ class VLLMBackend:
         self._greedy = None
         self._lora.clear()
         if llm is not None:
-            end_engine(llm)
+            with signals.deferred():  # an engine stop cut short leaves its process behind
+                end_engine(llm)
 
 
 ENGINE_THREADS = ("EngineCoreOutputQueueThread", "MPClientEngineMonitor")
@@ -251,9 +268,12 @@ def end_engine(llm: Any, timeout: float = 30.0) -> None:
     import threading
 
     client = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    manager = getattr(getattr(client, "resources", None), "engine_manager", None)
+    processes = list(getattr(manager, "processes", None) or ())
     shutdown = getattr(client, "shutdown", None)
     if callable(shutdown):
         shutdown()
+    end_processes(processes)  # vLLM sends SIGTERM, waits 5 s, kills; checked here
     deadline = time.monotonic() + timeout
     for thread in threading.enumerate():
         if thread.name in ENGINE_THREADS and thread is not threading.current_thread():
@@ -266,3 +286,29 @@ def end_engine(llm: Any, timeout: float = 30.0) -> None:
         destroy(linger=0)
     del llm, client, context
     gc.collect()
+
+
+def started_since(before: set[int | None]) -> list[multiprocessing.process.BaseProcess]:
+    """This process's multiprocessing children that are not in ``before`` (process ids)."""
+    return [p for p in multiprocessing.active_children() if p.pid not in before]
+
+
+def end_processes(processes: Sequence[multiprocessing.process.BaseProcess],
+                  grace: float = 5.0) -> None:
+    """SIGTERM to each live process, SIGKILL to any still alive after ``grace`` s, then reap
+    them. (An EngineCore busy loading a model ignores SIGTERM; multiprocessing joins every
+    child at interpreter exit, so one left alive would hang the exit.)"""
+    alive = [p for p in processes if p.is_alive()]
+    if not alive:
+        return
+    log.warning("stopping %d vLLM engine process(es) left running: %s", len(alive),
+                ", ".join(f"{p.name} (pid {p.pid})" for p in alive))
+    for process in alive:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in alive:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in alive:
+        if process.is_alive():
+            process.kill()
+            process.join(5.0)

@@ -71,6 +71,8 @@ def judge(
         counts = judge_existing_run(target, config, baseline, candidate, progress, runs_root,
                                     argv=sys.argv)
     print_summary(_console(), counts)
+    if counts.problem:  # every judgment invalid: the judge's replies are the problem
+        raise UserError(counts.problem)
 
 
 def print_summary(console: Console, counts: JudgeCounts) -> None:
@@ -129,17 +131,17 @@ def check(
     files: Annotated[list[Path] | None, typer.Argument(
         help="Prompt sets to check (default: every *.jsonl in --prompts-dir).")] = None,
     prompts_dir: Annotated[Path | None, typer.Option(
-        "--prompts-dir", help="Folder of prompt sets (default: the repository's "
-        "prompts/).")] = None,
+        "--prompts-dir", help="Folder of prompt sets (default: the prompt sets shipped with "
+        "evalharness).")] = None,
     judges_dir: JudgesDirOption = None,
 ) -> None:
     """Validate every prompt set and judge definition; list every problem found."""
-    from evalharness.judging.config import default_judges_root
     from evalharness.prompts import load_prompt_set
+    from evalharness.resources import shipped_dir
 
     console = _console()
     problems: list[str] = []
-    prompt_root = prompts_dir or default_judges_root().parent / "prompts"
+    prompt_root = prompts_dir or shipped_dir("prompts")
     targets = list(files) if files else sorted(prompt_root.glob("*.jsonl"))
     if not targets:
         console.print(f"no prompt sets in {prompt_root}")

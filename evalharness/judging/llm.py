@@ -34,7 +34,7 @@ from evalharness.judging.base import Outcome
 from evalharness.judging.config import JudgeConfig
 from evalharness.judging.templates import GameText, render, values_for
 from evalharness.judging.verdicts import parse_verdict, weight_from_positions
-from evalharness.redact import redact_text, strip_userinfo
+from evalharness.redact import redact_text, remember_secret, strip_userinfo
 from evalharness.schema import TokenUsage
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -80,6 +80,7 @@ def api_key_for(config: JudgeConfig, environ: Mapping[str, str] | None = None) -
             f"(for a local server that needs no key, set api_key_env: null in "
             f"{config.folder / 'config.yaml'})."
         )
+    remember_secret(key)  # an endpoint that echoes the key in an error gets it masked
     return key
 
 
@@ -160,7 +161,7 @@ class LLMJudge:
             if isinstance(reply, _Rejected):
                 return Outcome(None, None, raw="", usage=TokenUsage(
                     prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
-                    attempts=attempts, rejected=self._scrub(reply.message))
+                    attempts=attempts, rejected=redact_text(reply.message))
             prompt_tokens += reply.usage.prompt_tokens
             completion_tokens += reply.usage.completion_tokens
             last = reply
@@ -169,16 +170,16 @@ class LLMJudge:
             if verdict.valid:
                 weight = (weight_from_positions(reply.positions, self.config.logprob_tokens)
                           if self.config.logprob_tokens is not None else None)
-                return Outcome(verdict.label, verdict.winner, weight, self._scrub(reply.text),
+                return Outcome(verdict.label, verdict.winner, weight, redact_text(reply.text),
                                usage, attempts)
             error = verdict.error or "no verdict"
             if reply.finish_reason == "length":
                 error += " (the reply was cut at max_tokens; raise max_tokens)"
         return Outcome(
-            None, None, raw=self._scrub(last.text if last else ""),
+            None, None, raw=redact_text(last.text if last else ""),
             usage=TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
             attempts=attempts,
-            error=self._scrub(f"{error}; gave up after {self.config.invalid_retries + 1} "
+            error=redact_text(f"{error}; gave up after {self.config.invalid_retries + 1} "
                               "replies without a readable verdict"),
         )
 
@@ -218,7 +219,7 @@ class LLMJudge:
                 raise JudgeError(
                     f"judge '{config.name}' at {self.url}: a call failed "
                     f"{config.retries + 1} times; last error: "
-                    f"{self._scrub(_describe(failure)).rstrip('.')}."
+                    f"{redact_text(_describe(failure)).rstrip('.')}."
                     " Everything judged so far is saved; rerun the command to resume. Fix: "
                     "check the endpoint, or raise 'retries' / lower 'concurrency' in "
                     f"{config.folder / 'config.yaml'}."
@@ -232,7 +233,7 @@ class LLMJudge:
                  "sent)")
         return UserError(
             f"the judge endpoint {self.url} refused the API key ("
-            f"{self._scrub(_describe(exc))}). Fix: check the key in {where} and that it may "
+            f"{redact_text(_describe(exc))}). Fix: check the key in {where} and that it may "
             f"use model '{self.config.model}'."
         )
 
@@ -246,7 +247,7 @@ class LLMJudge:
             )
         return UserError(
             f"the judge endpoint {self.url} answered HTTP 404 for model '{self.config.model}' "
-            f"({self._scrub(_describe(exc))}). Fix: pass --judge-model with a model it serves, "
+            f"({redact_text(_describe(exc))}). Fix: pass --judge-model with a model it serves, "
             "or --judge-url with the endpoint's OpenAI-compatible base URL (usually ending in "
             "/v1)."
         )
@@ -257,7 +258,7 @@ class LLMJudge:
         if self._accepted == 0 and self._rejected >= REJECTIONS_BEFORE_GIVING_UP:
             raise JudgeError(
                 f"judge '{self.config.name}' at {self.url}: the endpoint rejected "
-                f"all of the first {self._rejected} requests; last: {self._scrub(message)}. "
+                f"all of the first {self._rejected} requests; last: {redact_text(message)}. "
                 "Nothing rejected was saved. Fix: check that the model and options (logprobs, "
                 "max_tokens) are supported, then rerun the command."
             )
@@ -332,7 +333,7 @@ class LLMJudge:
                      f"{options['timeout']:g} s" if isinstance(exc, openai.APITimeoutError)
                      else str(exc.__cause__ or exc) or type(exc).__name__)
             raise UserError(
-                f"cannot reach the judge endpoint {self.url} ({self._scrub(cause)[:200]}). "
+                f"cannot reach the judge endpoint {self.url} ({redact_text(cause)[:200]}). "
                 "Fix: check --judge-url (or base_url in "
                 f"{self.config.folder / 'config.yaml'}) and that the server is running."
             ) from None
@@ -345,7 +346,7 @@ class LLMJudge:
                 return  # reachable but busy: judging retries these
             raise UserError(
                 f"the judge endpoint {self.url} rejected a 1-token test request for model "
-                f"'{self.config.model}' ({self._scrub(_describe(exc))}). Fix: check that the "
+                f"'{self.config.model}' ({redact_text(_describe(exc))}). Fix: check that the "
                 "model supports the judge's options (logprobs, max_tokens, temperature) in "
                 f"{self.config.folder / 'config.yaml'}."
             ) from None
@@ -353,16 +354,11 @@ class LLMJudge:
                 _MalformedReplyError) as exc:
             raise UserError(
                 f"the judge endpoint {self.url} answered a test request with something that "
-                f"is not a chat completion ({self._scrub(_describe(exc))[:200]}). Fix: point "
+                f"is not a chat completion ({redact_text(_describe(exc))[:200]}). Fix: point "
                 "--judge-url at an OpenAI-compatible API (usually ending in /v1)."
             ) from None
         finally:
             await self.aclose()
-
-    def _scrub(self, text: str) -> str:
-        if len(self._secret) >= 4 and self._secret != NO_KEY:
-            return text.replace(self._secret, "[api key removed]")
-        return text
 
 
 def probe_judge(config: JudgeConfig) -> None:

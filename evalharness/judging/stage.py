@@ -297,9 +297,8 @@ def judge_plan(run: RunDir, plan: Plan, judge: JudgeConfig, progress: Progress |
         if groups:
             shown = progress or SilentProgress()
             shown.start(f"judging ({judge.name})", len(groups))
-            # Progress implementations written before note() existed show no waits.
-            notify = getattr(shown, "note", None)
-            made = make_judge(judge) if make_judge else default_judge_factory(judge, notify)
+            made = (make_judge(judge) if make_judge
+                    else default_judge_factory(judge, shown.note))
             asyncio.run(_judge_all(list(groups.values()), made, judge, log, shown, spent))
     finally:
         log.close()

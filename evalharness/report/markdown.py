@@ -184,6 +184,8 @@ def _summary(data: ReportData) -> Section:
         row.append(str(h.n_invalid))
         rows.append(tuple(row))
     blocks: list[Block] = [Paragraph(intro)]
+    if s.problem:  # every judgment invalid: say why there is no win rate
+        blocks.append(Paragraph(f"Warning: {s.problem}"))
     if data.prompts_note:
         blocks.append(Paragraph(f"Note: {data.prompts_note}."))
     blocks += [

@@ -104,8 +104,9 @@ def forest_svg(data: ReportData) -> str:
         ax.set_xlim(0, 100)
         ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.set_xlabel(f"win rate against {s.baseline} (%), {100 * s.confidence:g}% intervals")
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8,
-                  frameon=False)
+        if rows:  # a run with no valid game has nothing to label
+            ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8,
+                      frameon=False)
         return _svg(fig, FIGURE_FOREST)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -116,14 +115,6 @@ def show_run(console: Console, run: RunDir, limit: int = 5) -> None:
         for record in records:
             by_model.setdefault(record.model, []).append(record)
         console.print(perplexity_table({m: summarize(m, r) for m, r in by_model.items()}))
-
-
-def resolve_run(name: str, runs_root: Path) -> RunDir:
-    """A run given as a path or as a run id under ``runs_root``."""
-    path = Path(name)
-    if not path.exists() and (runs_root / name).exists():
-        path = runs_root / name
-    return RunDir(path)
 
 
 def print_sections(console: Console, sections: Sequence[Section]) -> None:

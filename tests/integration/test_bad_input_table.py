@@ -401,15 +401,16 @@ case("stats: malformed line", "j.jsonl:2")(
     lambda s: ["stats", str(s.file("j.jsonl", json.dumps(JUDGMENT) + "\n{torn\n"))])
 case("stats: unknown winner", "j.jsonl:1", "winner")(
     lambda s: ["stats", str(s.lines("j.jsonl", {**JUDGMENT, "winner": "C"}))])
-case("stats: weight_a NaN", "j.jsonl:1", "weight_a")(
+case("stats: weight_a NaN", "j.jsonl:1", "weight_a", "finite", "from 0 to 1")(
     lambda s: ["stats", str(s.file("j.jsonl", json.dumps(JUDGMENT)[:-1]
                                    + ', "weight_a": NaN}\n')), "--baseline", "base"])
-case("stats: weight_a above 1", "j.jsonl:1", "weight_a")(
+case("stats: weight_a above 1", "j.jsonl:1", "weight_a", "got 7.5", "from 0 to 1")(
     lambda s: ["stats", str(s.lines("j.jsonl", {**JUDGMENT, "weight_a": 7.5})),
                "--baseline", "base"])
-case("stats: a model judged against itself", "j.jsonl:1", "tuned")(
+case("stats: a model judged against itself", "j.jsonl:1", "'tuned' is judged against itself")(
     lambda s: ["stats", str(s.lines("j.jsonl", {**JUDGMENT, "second": "tuned"}))])
-case("stats: empty file", "j.jsonl")(lambda s: ["stats", str(s.file("j.jsonl", ""))])
+case("stats: empty file", "j.jsonl", "holds no judgments", "empty")(
+    lambda s: ["stats", str(s.file("j.jsonl", ""))])
 case("stats: missing field", "j.jsonl:1", "first")(
     lambda s: ["stats", str(s.lines("j.jsonl", {k: v for k, v in JUDGMENT.items()
                                                 if k != "first"}))])
@@ -423,7 +424,7 @@ case("judge endpoint: nothing listening", "127.0.0.1")(
     lambda s: s.with_judge(f"http://127.0.0.1:{_free_port()}/v1"))
 case("judge endpoint: 401 bad key", "401")(
     lambda s: s.with_judge(s.server(Fault.server_error(401, "invalid api key"))))
-case("judge endpoint: 404 unknown model", "404")(
+case("judge endpoint: 404 unknown model", "does not serve model")(
     lambda s: s.with_judge(s.server(Fault.server_error(404, "model judge-m not found"))))
 case("judge endpoint: not a URL", "htp:/nowhere")(lambda s: s.with_judge("htp:/nowhere"))
 case("judge endpoint: API key variable not set", "EVALHARNESS_TEST_UNSET_KEY")(

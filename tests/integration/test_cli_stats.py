@@ -115,6 +115,86 @@ def test_bad_input_exits_2_with_a_message(
     assert "Traceback" not in err + out
 
 
+GAME = '{"prompt_id": "p0", "first": "tuned", "second": "base", "winner": "A"'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (GAME + ', "weight_a": NaN}\n', "judgments.jsonl:1: field 'weight_a'"),
+        (GAME + ', "weight_a": -Infinity}\n', "finite number"),
+        (GAME + ', "weight_a": 7.5}\n', "less than or equal to 1 (got 7.5)"),
+        (GAME + ', "weight_a": -0.1}\n', "greater than or equal to 0"),
+        (GAME + ', "weight_a": true}\n', "field 'weight_a' is true, not a number"),
+        (GAME + ', "first_length": -5}\n', "field 'first_length'"),
+        (GAME.replace('"base"', '"tuned"') + "}\n", "'tuned' is judged against itself"),
+        (GAME.replace('"tuned"', '" "') + "}\n", "'first' is empty"),
+        (GAME + ', "winnr": "A"}\n', "unknown field 'winnr'"),
+        ("", "judgments.jsonl: the judgments file holds no judgments"),
+        ("\n\n", "holds no judgments"),
+        (GAME.replace("{", '{"key": "k", ') + "}\n"
+         + GAME.replace("{", '{"key": "k", ').replace('"p0"', '"p1"') + "}\n",
+         "judgments.jsonl:2: key 'k' (tuned vs base) was already used at"),
+        (GAME.replace("{", '{"key": "k", ') + "}\n"
+         + GAME.replace("{", '{"key": "k", ').replace('"A"', '"B"') + "}\n",
+         'winner "A" there, "B" here'),
+    ],
+    ids=["nan", "-inf", "above-1", "below-0", "bool", "negative-length", "itself",
+         "blank-name", "unknown-field", "empty", "blank-lines", "key-reused", "key-disagrees"],
+)
+def test_garbage_judgments_exit_2_naming_line_and_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    path = tmp_path / "judgments.jsonl"
+    path.write_text(content)
+    code, out, err = run(["stats", str(path), "--baseline", "base"], capsys)
+    flat = " ".join(err.split())
+    assert code == 2, out + err
+    assert message in flat and "Fix:" in flat
+    assert "Traceback" not in err + out
+
+
+def test_exact_duplicates_and_integer_ids_are_fine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line repeated word for word is a duplicate (dropped, counted); a whole-number
+    prompt_id is read as its digits, as prompt sets read ids."""
+    path = tmp_path / "judgments.jsonl"
+    lines = [GAME.replace('"p0"', "7") + ', "key": "k", "weight_a": 0.75}',
+             GAME.replace('"p0"', "7") + ', "key": "k", "weight_a": 0.75}',
+             '{"prompt_id": "7", "first": "base", "second": "tuned", "winner": "B"}']
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = run(["stats", str(path), "--baseline", "base", "--bootstrap", "100"],
+                         capsys)
+    assert code == 0, err
+    assert "1 duplicate keys dropped" in " ".join(out.split())
+
+
+def test_bracketed_names_print_literally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model and a folder named like rich markup are printed as written, not interpreted
+    (which hid '[bold]', or crashed on a closing tag like '[/INST]'."""
+    folder = tmp_path / "[red]runs"
+    folder.mkdir()
+    path = folder / "judgments.jsonl"
+    write_judgments(path, 4, 2)
+    path.write_text(path.read_text().replace('"tuned"', '"[bold]x[/bold]"')
+                    .replace('"base"', '"[/INST]base"'))
+    code, out, err = run(["stats", str(path), "--bootstrap", "100", "--baseline",
+                          "[/INST]base"], capsys)
+    assert code == 0, err
+    flat = " ".join(out.split())
+    summary = " ".join(out.split("Head to head")[0].split())
+    # The path and the baseline in bold, written as they are: no markup tags of our own shown.
+    assert summary.startswith(f"{path}: 12 judgments by external; baseline [/INST]base; "), out
+    assert "[bold]x[/bold]" in flat  # the table rows and the league
+    assert "[/INST]base" in flat  # the summary line and the titles
+    assert "Head to head against [/INST]base" in flat
+    assert "[red]runs" in flat  # the file's path
+    assert flat.count("[bold]x[/bold]") >= 3  # head to head, bias, league
+
+
 def test_ambiguous_baseline_asks_for_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 from evalharness.schema import Judgment
 from evalharness.stats import head_to_head, league
 from tests.fakes.openai_server import Call, FakeOpenAIServer, Reply, answers_in
-from tests.helpers import read_jsonl
+from tests.helpers import judge_folder, read_jsonl
 
 KEY_ENV = "EVALHARNESS_IT_JUDGE_KEY"
 SECRET = "sk-it-0a1b2c3d4e5f-NEVER-STORED"
@@ -46,16 +46,7 @@ def judge_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
 @pytest.fixture
 def llm_judge(tmp_path: Path) -> Path:
     """pairwise-binary with the key read from a test variable."""
-    import shutil
-
-    from evalharness.judging.config import default_judges_root
-
-    folder = tmp_path / "judges" / "it-binary"
-    shutil.copytree(default_judges_root() / "pairwise-binary", folder)
-    config = folder / "config.yaml"
-    config.write_text(config.read_text().replace("api_key_env: OPENAI_API_KEY",
-                                                 f"api_key_env: {KEY_ENV}"))
-    return folder
+    return judge_folder(tmp_path / "judges" / "it-binary", KEY_ENV)
 
 
 def test_compare_with_reference_judge_reports_the_stats_of_its_judgments(cli, kit) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.openai_server import Call, FakeOpenAIServer, Reply
+from tests.helpers import judge_folder
 
 REPO = Path(__file__).resolve().parents[2]
 USER = "planteduser"
@@ -71,16 +71,9 @@ def work(tmp_path: Path) -> Path:
 @pytest.fixture
 def judge_dir(work: Path) -> Path:
     """pairwise-binary with the key read from a test variable and quick retries."""
-    from evalharness.judging.config import default_judges_root
-
-    folder = work / "judges" / "planted"
-    shutil.copytree(default_judges_root() / "pairwise-binary", folder)
-    config = folder / "config.yaml"
-    text = config.read_text().replace("api_key_env: OPENAI_API_KEY", f"api_key_env: {KEY_ENV}")
-    text = text.replace("retries: 6", "retries: 1").replace("timeout_s: 60", "timeout_s: 5")
-    config.write_text(text.replace("backoff: {initial_s: 1.0, max_s: 60.0}",
-                                   "backoff: {initial_s: 0.01, max_s: 0.05}"))
-    return folder
+    return judge_folder(work / "judges" / "planted", KEY_ENV, replace=[
+        ("retries: 6", "retries: 1"), ("timeout_s: 60", "timeout_s: 5"),
+        ("backoff: {initial_s: 1.0, max_s: 60.0}", "backoff: {initial_s: 0.01, max_s: 0.05}")])
 
 
 def first_wins(call: Call) -> Reply:

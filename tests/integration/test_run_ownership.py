@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.openai_server import Call, FakeOpenAIServer, Reply
-from tests.helpers import write_jsonl
+from tests.helpers import judge_folder, write_jsonl
 
 KEY_ENV = "EVALHARNESS_OWNERSHIP_KEY"
 FAST = ("--backend", "fake", "--no-verify", "--max-new-tokens", "8")
@@ -60,14 +60,7 @@ def judge_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
 @pytest.fixture
 def llm_judge(tmp_path: Path) -> Path:
     """pairwise-binary, its key read from a test variable."""
-    from evalharness.judging.config import default_judges_root
-
-    folder = tmp_path / "judges" / "own-binary"
-    shutil.copytree(default_judges_root() / "pairwise-binary", folder)
-    config = folder / "config.yaml"
-    config.write_text(config.read_text().replace("api_key_env: OPENAI_API_KEY",
-                                                 f"api_key_env: {KEY_ENV}"))
-    return folder
+    return judge_folder(tmp_path / "judges" / "own-binary", KEY_ENV)
 
 
 def _program(*args: object) -> list[str]:

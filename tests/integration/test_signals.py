@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from evalharness.judging.config import default_judges_root
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
-from tests.helpers import read_jsonl
+from tests.helpers import judge_folder, read_jsonl
 from tests.process_table import new_tag, wait_until_gone
 
 pytestmark = pytest.mark.slow
@@ -70,11 +68,7 @@ def test_signal_during_generation_stops_like_ctrl_c(kit, tmp_path: Path, signum:
 def test_sigterm_during_judging_keeps_judgments_and_rerun_judges_only_the_rest(  # type: ignore[no-untyped-def]
         kit, tmp_path: Path) -> None:
     key_env = {"EVALHARNESS_TEST_JUDGE_KEY": "sk-test-signals"}
-    judge = tmp_path / "slow-judge"
-    shutil.copytree(default_judges_root() / "pairwise-binary", judge)
-    config = judge / "config.yaml"
-    config.write_text(config.read_text().replace("api_key_env: OPENAI_API_KEY",
-                                                 "api_key_env: EVALHARNESS_TEST_JUDGE_KEY"))
+    judge = judge_folder(tmp_path / "slow-judge", "EVALHARNESS_TEST_JUDGE_KEY")
     with FakeOpenAIServer(lambda call: Reply("Short reason.\n[[A]]"), latency=0.25) as server:
         command = [sys.executable, "-m", "evalharness", "compare", str(kit.adapter("qv-r8")),
                    "--prompts", str(kit.prompts), "--backend", "fake", "--judge", str(judge),

@@ -1,5 +1,5 @@
-"""No import cycle runs through the backends package, lazy (function-level) imports included:
-a cycle that only a lazy import keeps from failing is one refactor away from an ImportError."""
+"""No import cycle anywhere in the package, lazy (function-level) imports included: a cycle
+that only a lazy import keeps from failing is one refactor away from an ImportError."""
 
 from __future__ import annotations
 
@@ -57,11 +57,11 @@ def _cycle_through(graph: dict[str, set[str]], start: str) -> list[str] | None:
     return None
 
 
-def test_no_import_cycle_runs_through_the_backends() -> None:
+def test_no_import_cycle_in_the_package() -> None:
     graph = _import_graph()
     assert "evalharness.backends.options" in graph["evalharness.backends.openai_compat"]
-    cycles = {m: c for m in graph if m.startswith("evalharness.backends.")
-              if (c := _cycle_through(graph, m)) is not None}
+    assert "evalharness.report.cli" in graph["evalharness.evaluate"]  # the graph sees edges
+    cycles = {m: c for m in graph if (c := _cycle_through(graph, m)) is not None}
     assert cycles == {}, "\n".join(" -> ".join(c) for c in cycles.values())
 
 
