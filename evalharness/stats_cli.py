@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from evalharness.console import literal, output_console
+from evalharness.console import LiteralConsole, literal, output_console
 from evalharness.errors import UserError
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load only when a command runs
     from evalharness.stats import Interval, StatsSummary
+    from evalharness.stats.paradox import Paradox
 
 
 def _pct(value: float | None) -> str:
@@ -221,6 +222,26 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
                 _p(pair.p_holm),
             )
         console.print(paired)
+    if summary.paradox is not None:
+        _print_paradox(summary.paradox, level, console)
+    if summary.hyperparameters:
+        metric = summary.paradox.metric if summary.paradox is not None else "perplexity"
+        hyper = Table(title=f"Win rate by hyperparameter value (mean over the candidates "
+                      f"sharing it, {level} bootstrap over prompts)")
+        for column in ("parameter", "value", "candidates", "win rate", f"{level} interval",
+                       f"{metric.replace('_', ' ')} (range)"):
+            hyper.add_column(column, justify="right" if column == "win rate" else "left")
+        for row in summary.hyperparameters:
+            span = row.perplexity_range
+            hyper.add_row(
+                literal(row.parameter), literal(row.value), literal(", ".join(row.candidates)),
+                _pct(row.win_rate), _ci(row.interval),
+                "-" if row.perplexity is None or span is None
+                else f"{row.perplexity:.4f} ({span.low:.4f}-{span.high:.4f})",
+            )
+        console.print(hyper)
+        console.print("With a handful of runs per value, these are hints for the next sweep, "
+                      "not effects.")
     if summary.detectable is not None:
         d = summary.detectable
         console.print(
@@ -228,6 +249,44 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
             f"{_pct(None if d.win_rate is None else 1 - d.win_rate)}) are detected with 80% "
             "power; a candidate inside that band may still be different from the baseline."
         )
+
+
+def _print_paradox(px: Paradox, level: str, console: Console) -> None:
+    metric = px.metric.replace("_", " ")
+    table = Table(title=f"Perplexity against win rate (sorted by {metric}, lower first)")
+    for column in ("candidate", "token ppl", "bits/byte", "win rate", f"Wilson {level}",
+                   "prompts"):
+        table.add_column(column, justify="left" if column == "candidate" else "right")
+    for r in px.rows:
+        table.add_row(literal(r.candidate), _plain(r.token_ppl, 4), _plain(r.bits_per_byte, 4),
+                      _pct(r.win_rate), _ci(r.interval), str(r.n_prompts))
+    console.print(table)
+    if not math.isnan(px.spearman.estimate):
+        console.print(
+            f"Rank correlation of {metric} with win rate (negative = they agree): Spearman "
+            f"{px.spearman.estimate:+.2f} [{px.spearman.interval.low:+.2f}, "
+            f"{px.spearman.interval.high:+.2f}], Kendall {px.kendall.estimate:+.2f} "
+            f"[{px.kendall.interval.low:+.2f}, {px.kendall.interval.high:+.2f}] ({level} "
+            "bootstrap over prompts)."
+        )
+    if px.pairs:
+        pairs = Table(title="Paradox pairs: lower perplexity, yet lower win rate")
+        for column in ("lower perplexity", "higher perplexity", f"{metric} (lower / higher)",
+                       "win-rate lead of the higher", f"{level} interval", "p Holm",
+                       "clear reversal"):
+            pairs.add_column(column, justify="left" if "perplexity" in column and "/" not in
+                             column else "right")
+        for p in px.pairs:
+            pairs.add_row(literal(p.lower), literal(p.higher),
+                          f"{p.perplexity_lower:.4f} / {p.perplexity_higher:.4f}",
+                          f"{100 * p.difference:+.1f}", _ci(p.interval), _p(p.p_holm),
+                          "yes" if p.significant else "no")
+        console.print(pairs)
+    console.print(literal(px.sentence))
+
+
+def _plain(value: float, digits: int) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def stats(
@@ -244,10 +303,21 @@ def stats(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap rounds.")] = 2000,
     format_: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    runs: Annotated[
+        Path | None,
+        typer.Option(
+            "--runs",
+            "--ppl",
+            help="CSV or JSON lines, one row per model: model, perplexity | eval_loss | "
+            "bits_per_byte, and hyperparameter columns (learning_rate, lora_rank, ...). Adds "
+            "the perplexity-paradox and hyperparameter tables.",
+        ),
+    ] = None,
 ) -> None:
     """Every statistic of a judgments file: win rates, intervals, tests, bias, league."""
     from evalharness.stats import read_judgments, summarize, to_jsonable
     from evalharness.stats.io import baseline_for
+    from evalharness.stats.sweep import check_models, read_runs
 
     if format_ not in {"table", "json"}:
         raise UserError(f"--format {format_!r} is not known. Fix: use --format table or json.")
@@ -258,7 +328,16 @@ def stats(
         )
     judgments = read_judgments(file)
     chosen = baseline if baseline is not None else baseline_for(file, judgments)
-    summary = summarize(judgments, chosen, seed=seed, n_boot=bootstrap)
+    table = read_runs(runs) if runs is not None else None
+    if table is not None:
+        models = sorted({m for j in judgments for m in (j.first, j.second)} - {chosen})
+        for warning in check_models(table, models, chosen, runs or file):
+            LiteralConsole(stderr=True).print(f"warning: {warning}")
+    # The baseline's row (if any) has no win rate against itself: left out of both tables.
+    ppl = {m: p for m, p in table.perplexity.items() if m != chosen} if table else {}
+    hyper = {m: h for m, h in table.hyperparameters.items() if m != chosen} if table else {}
+    summary = summarize(judgments, chosen, seed=seed, n_boot=bootstrap,
+                        perplexity=ppl or None, hyperparameters=hyper or None)
     if format_ == "json":
         typer.echo(json.dumps(to_jsonable(summary), indent=2))
     else:

@@ -37,7 +37,7 @@ _TOP_KEYS = {"description", "kind", "model", "base_url", "api_key_env", "tempera
              "price_per_1k", "templates", "verdicts", "logprobs", "examples", "metric",
              "tie_margin"}
 _NESTED_KEYS = {"backoff": {"initial_s", "max_s"}, "price_per_1k": {"input", "output"},
-                "templates": {"system", "user"}, "logprobs": {"top_logprobs", "tokens"}}
+                "templates": {"system", "user"}, "logprobs": {"top_logprobs", "tokens", "position"}}
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,18 @@ class JudgeConfig:
             return content_key({"kind": "reference", "metric": self.metric,
                                 "tie_margin": self.tie_margin})
         tokens = self.logprob_tokens
+        logprobs: dict[str, Any] | None = None if tokens is None else {
+            "a": sorted(tokens.a), "b": sorted(tokens.b), "tie": sorted(tokens.tie),
+            "top": self.top_logprobs}
+        if tokens is not None and tokens.position is not None:
+            # Only when set: judges without it keep the keys of the judgments they made.
+            logprobs = {**(logprobs or {}), "position": tokens.position}
         return content_key({
             "kind": "llm", "model": self.model, "temperature": self.temperature,
             "max_tokens": self.max_tokens, "system": self.system_template,
             "user": self.user_template,
             "verdicts": [[r.label, r.winner, r.pattern.pattern] for r in self.verdicts],
-            "logprobs": None if tokens is None else {
-                "a": sorted(tokens.a), "b": sorted(tokens.b), "tie": sorted(tokens.tie),
-                "top": self.top_logprobs},
+            "logprobs": logprobs,
         })
 
     def with_overrides(self, *, model: str | None = None, base_url: str | None = None,
@@ -309,6 +313,11 @@ class _Reader:
             system_template=system, user_template=user or "", verdicts=verdicts,
             logprob_tokens=tokens, top_logprobs=top,
         )
+        if tokens is not None and tokens.position is not None \
+                and tokens.position >= config.max_tokens:
+            self.problem(("logprobs", "position"), f"'logprobs.position' {tokens.position} is "
+                         f"never generated: max_tokens is {config.max_tokens} (positions count "
+                         "from 0)")
         self._check_examples(config)
         return config
 
@@ -379,6 +388,9 @@ class _Reader:
             return None, 5
         top = self.get(("logprobs", "top_logprobs"), int, 5,
                        ("must be between 1 and 20", lambda v: 1 <= v <= 20))
+        position: int | None = self.get(
+            ("logprobs", "position"), int, None,
+            ("must be a whole number from 0 (the first generated token)", lambda v: v >= 0))
         tokens = raw.get("tokens") if isinstance(raw, dict) else None
         if not isinstance(tokens, dict) or not {"A", "B"} <= set(tokens) or not set(
                 tokens) <= set(WINNERS):
@@ -393,7 +405,13 @@ class _Reader:
                              "a non-empty list of non-blank strings")
                 return None, top
             lists[side] = values
-        return LogprobTokens.of(lists["A"], lists["B"], lists.get("tie", [])), top
+        shared = sorted({v.strip() for v in lists["A"]} & {v.strip() for v in lists["B"]})
+        if shared:  # one token voting for both sides would always be read as A
+            self.problem(("logprobs", "tokens"), "'logprobs.tokens' lists "
+                         f"{', '.join(repr(t) for t in shared)} for both A and B (tokens are "
+                         "compared after stripping spaces; case counts, so m and M differ)")
+            return None, top
+        return LogprobTokens.of(lists["A"], lists["B"], lists.get("tie", []), position), top
 
     def _check_examples(self, config: JudgeConfig) -> None:
         raw = self.data.get("examples", [])
@@ -454,7 +472,8 @@ def describe(configs: Iterable[JudgeConfig]) -> list[dict[str, str]]:
         scale = (f"reference ({config.metric}, tie within {config.tie_margin:g})"
                  if config.kind == "reference" else " / ".join(r.label for r in config.verdicts))
         if config.logprob_tokens is not None:
-            scale += " + logprobs"
+            position = config.logprob_tokens.position
+            scale += " + logprobs" + ("" if position is None else f" at token {position}")
         rows.append({"name": config.name, "kind": config.kind, "model": config.model or "-",
                      "scale": scale, "description": config.description})
     return rows

@@ -33,7 +33,11 @@ from evalharness.errors import JudgeError, MissingExtraError, UserError
 from evalharness.judging.base import Outcome
 from evalharness.judging.config import JudgeConfig
 from evalharness.judging.templates import GameText, render, values_for
-from evalharness.judging.verdicts import parse_verdict, weight_from_positions
+from evalharness.judging.verdicts import (
+    parse_verdict,
+    verdict_from_weight,
+    weight_from_positions,
+)
 from evalharness.redact import redact_text, remember_secret, strip_userinfo
 from evalharness.schema import TokenUsage
 
@@ -167,9 +171,15 @@ class LLMJudge:
             last = reply
             verdict = parse_verdict(reply.text, self.config.verdicts)
             usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            tokens = self.config.logprob_tokens
+            weight = (weight_from_positions(reply.positions, tokens)
+                      if tokens is not None else None)
+            if not verdict.valid and weight is not None and tokens is not None \
+                    and tokens.position is not None:
+                # A judge read at a fixed token answers with the verdict tokens' probabilities
+                # there, whatever it sampled (AlpacaEval's weighted judges work this way).
+                verdict = verdict_from_weight(weight, self.config.verdicts)
             if verdict.valid:
-                weight = (weight_from_positions(reply.positions, self.config.logprob_tokens)
-                          if self.config.logprob_tokens is not None else None)
                 return Outcome(verdict.label, verdict.winner, weight, redact_text(reply.text),
                                usage, attempts)
             error = verdict.error or "no verdict"

@@ -82,20 +82,27 @@ def parse_verdict(text: str, scale: Sequence[VerdictRule]) -> Verdict:
 
 @dataclass(frozen=True)
 class LogprobTokens:
-    """Which verdict tokens stand for each position (compared after stripping spaces)."""
+    """Which verdict tokens stand for each side (compared after stripping spaces, case kept:
+    a published judge may answer ``m`` for the first output and ``M`` for the second), and
+    which generated token carries the preference."""
 
     a: frozenset[str]
     b: frozenset[str]
     tie: frozenset[str] = frozenset()
+    position: int | None = None
+    """``None``: the first generated token that *is* a verdict token. A number: that generated
+    token (0 = the first), read from its top alternatives whatever token was sampled there,
+    as AlpacaEval's weighted judges read the first token."""
 
     @classmethod
-    def of(cls, a: Iterable[str], b: Iterable[str], tie: Iterable[str] = ()) -> LogprobTokens:
+    def of(cls, a: Iterable[str], b: Iterable[str], tie: Iterable[str] = (),
+           position: int | None = None) -> LogprobTokens:
         """Build from plain lists."""
         return cls(frozenset(t.strip() for t in a), frozenset(t.strip() for t in b),
-                   frozenset(t.strip() for t in tie))
+                   frozenset(t.strip() for t in tie), position)
 
     def side(self, token: str) -> Winner | None:
-        """The position ``token`` votes for, if it is a verdict token."""
+        """The side ``token`` votes for, if it is a verdict token."""
         token = token.strip()
         if token in self.a:
             return "A"
@@ -135,9 +142,12 @@ def soft_preference(top: TokenAlternatives, tokens: LogprobTokens) -> float | No
 
 def weight_from_positions(positions: Sequence[tuple[str, TokenAlternatives]],
                           tokens: LogprobTokens) -> float | None:
-    """P(A better) read at the first generated token that is a verdict token.
+    """P(A better) at the generated token ``tokens.position`` names.
 
-    ``positions`` holds, for each generated token, the token and its top alternatives.
+    ``positions`` holds, for each generated token, the token and its top alternatives. With
+    no position set, the preference is read at the first generated token that is a verdict
+    token; with a position, at that token from its alternatives, so a judge that sampled
+    something else there (``The``) still gives the preference its alternatives hold.
 
     >>> t = LogprobTokens.of(["A"], ["B"])
     >>> gen = [("Verdict", [("Verdict", 0.0)]), (":", [(":", 0.0)]),
@@ -146,8 +156,37 @@ def weight_from_positions(positions: Sequence[tuple[str, TokenAlternatives]],
     0.3
     >>> weight_from_positions([("maybe", [("maybe", 0.0)])], t) is None
     True
+    >>> first = LogprobTokens.of(["m"], ["M"], position=0)
+    >>> sampled_other = [("The", [("The", math.log(0.5)), ("M", math.log(0.3)),
+    ...                           ("m", math.log(0.1))])]
+    >>> round(weight_from_positions(sampled_other, first), 6)
+    0.25
+    >>> weight_from_positions(sampled_other, LogprobTokens.of(["m"], ["M"], position=1)) is None
+    True
     """
+    if tokens.position is not None:
+        if tokens.position >= len(positions):
+            return None
+        return soft_preference(positions[tokens.position][1], tokens)
     for token, top in positions:
         if tokens.side(token) is not None:
             return soft_preference(top, tokens)
     return None
+
+
+def verdict_from_weight(weight: float, scale: Sequence[VerdictRule]) -> Verdict:
+    """The hard verdict a soft preference stands for: the likelier side's first label.
+
+    Used when a judge reads its preference at a fixed token and the text holds no label:
+    the verdict tokens' probabilities are the judge's answer there.
+
+    >>> mm = rules([("m", "A", "^m$"), ("M", "B", "^M$")])
+    >>> verdict_from_weight(0.25, mm)
+    Verdict(label='M', winner='B', error=None)
+    >>> verdict_from_weight(0.5, mm)
+    Verdict(label='tie', winner='tie', error=None)
+    """
+    side: Winner = "A" if weight > 0.5 else "B" if weight < 0.5 else "tie"
+    # A dead heat on a scale without a tie label is still a tie (the side's own name).
+    label = next((rule.label for rule in scale if rule.winner == side), side)
+    return Verdict(label, side)

@@ -146,28 +146,33 @@ def share(rate_: float, n: int, confidence: float) -> str:
 # --- sections ----------------------------------------------------------------------------
 
 
-def _verdict(win_rate: float, p_holm: float, confidence: float) -> str:
-    if _nan(win_rate):
-        return "no valid games"
-    if p_holm < 1.0 - confidence:
-        return "better" if win_rate > 0.5 else "worse"
-    return "cannot tell"
+def _verdict_interval(rate_: float, interval: Interval, level: float, nominal: float) -> str:
+    """The interval the verdict was read from, its level named when Holm raised it."""
+    if _nan(rate_):
+        return "-"
+    raised = "" if math.isclose(level, nominal) else f" at {100 * level:.3g}%"
+    return f"{ci(interval)}{raised}"
 
 
 def _summary(data: ReportData) -> Section:
     s = data.stats
     level = f"{100 * s.confidence:g}%"
     n_prompts = len({j.prompt_id for j in data.judgments})
+    scored = ("soft preferences (the judge's P(candidate better), averaged per prompt)"
+              if s.score == "soft" else "verdicts (win 1, tie 0.5, loss 0)")
     intro = (
         f"Run {data.manifest.run_id}: {n_prompts} prompts, {s.n_judgments} judgments by "
-        f"{', '.join(s.judges)}, each prompt judged in both orders. Baseline: {s.baseline}. "
+        f"{', '.join(s.judges)}, {s.orders}. Baseline: {s.baseline}. Scored on {scored}. "
         f"{s.n_invalid} judgment(s) had no readable verdict; they are counted here and never "
         "scored as ties."
         + (f" {s.n_duplicates} duplicate judgment(s) were dropped." if s.n_duplicates else "")
     )
     soft = any(c.head_to_head.soft_win_rate is not None for c in s.candidates)
-    columns = ["candidate", "verdict", "prompts", "W/T/L games", f"win rate, Wilson {level}",
-               f"bootstrap {level}", "p (sign)", "p Holm", f"length-controlled, {level}"]
+    test = "t-test" if s.score == "soft" else "sign test"
+    columns = ["candidate", "verdict", f"{test} interval", "prompts", "W/T/L games",
+               f"win rate, Wilson {level}", "SE", f"bootstrap {level}",
+               "p (t)" if s.score == "soft" else "p (sign)", "p Holm",
+               f"length-controlled, {level}"]
     if soft:
         columns.append("soft win rate")
     columns.append("invalid")
@@ -175,9 +180,10 @@ def _summary(data: ReportData) -> Section:
     for c in s.candidates:
         h = c.head_to_head
         lc = c.length_controlled
-        row = [h.candidate, _verdict(h.win_rate, c.p_holm, s.confidence), str(h.n_prompts),
-               f"{h.wins}/{h.ties}/{h.losses}", rate(h.win_rate, h.wilson), ci(h.bootstrap),
-               pval(h.p_value), pval(c.p_holm),
+        row = [h.candidate, c.verdict,
+               _verdict_interval(h.win_rate, c.verdict_interval, c.verdict_level, s.confidence),
+               str(h.n_prompts), f"{h.wins}/{h.ties}/{h.losses}", rate(h.win_rate, h.wilson),
+               num(100 * h.standard_error, 1), ci(h.bootstrap), pval(h.p_value), pval(c.p_holm),
                rate(lc.win_rate, lc.interval) if lc else "- (fewer than 20 prompts)"]
         if soft:
             row.append(f"{pct(h.soft_win_rate)} (n={h.n_soft_prompts})")
@@ -192,9 +198,14 @@ def _summary(data: ReportData) -> Section:
         Table(f"Head to head against {s.baseline} (ties count half)", tuple(columns),
               tuple(rows)),
         Paragraph(
-            "Verdict: 'better' or 'worse' when the Holm-adjusted sign test rejects a 50% win "
-            f"rate at {100 * (1 - s.confidence):g}%; otherwise 'cannot tell'. A prompt's score "
-            "is the mean of its two games (win 1, tie 0.5, loss 0); intervals resample prompts."
+            f"Verdict: read from the {test} interval beside it, which holds 50% exactly when "
+            f"the Holm-adjusted {test} does not reject a 50% win rate at "
+            f"{100 * (1 - s.confidence):g}%: 'better' or 'worse' when the interval lies above "
+            "or below 50%, otherwise 'cannot tell'. With several candidates Holm's procedure "
+            "raises that interval's level (named in the cell). A judge that split or tied "
+            "most prompts gives no evidence either way and is named as such. A prompt's score "
+            "is the mean of its valid games; SE is sd / sqrt(prompts) of the prompt scores, "
+            "in points; the Wilson and bootstrap intervals resample prompts."
         ),
         Figure(FIGURE_FOREST, f"Win rate against {s.baseline} with Wilson {level} intervals "
                "(and the length-controlled rate); the line is 50%."),
@@ -294,10 +305,10 @@ def _perplexity(data: ReportData) -> Section | None:
             blocks.append(Table(
                 "Paradox pairs: lower perplexity, yet lower win rate",
                 ("lower perplexity", "higher perplexity", f"{metric} (lower / higher)",
-                 f"win-rate lead of the higher, {level}", "clear reversal"),
+                 f"win-rate lead of the higher, {level}", "p Holm", "clear reversal"),
                 tuple((p.lower, p.higher,
                        f"{num(p.perplexity_lower, 4)} / {num(p.perplexity_higher, 4)}",
-                       points(p.difference, p.interval),
+                       points(p.difference, p.interval), pval(p.p_holm),
                        "yes" if p.significant else "no")
                       for p in px.pairs),
             ))
@@ -325,11 +336,21 @@ def _bias(data: ReportData) -> Section:
             num(b.mean_length_difference, 0, sign=True),
         ))
     pos = s.position
+    if pos.n_both_orders == 0:
+        overall = s.position_note
+    else:
+        overall = (
+            "Over the prompts judged in both orders position A won "
+            f"{share(pos.first_position_rate, pos.n_decided, s.confidence)} "
+            f"of decided games (p {pval(pos.p_value)}); ties were {pct(pos.tie_rate)} of those "
+            f"valid games. {s.position_note}"
+        )
     return Section("bias", "Judge bias", (
         Paragraph(
             "Both orders agree: share of prompts judged in both orders where the two games "
-            "gave the same result (n = prompts). Position A wins: share of decided games won "
-            "by the answer shown first (50% = no preference; n = games). Longer/shorter: the "
+            "gave the same result (n = prompts). Position A wins: on those prompts only, the "
+            "share of decided games won by the answer shown first (50% = no preference; "
+            "n = games). Longer/shorter: the "
             "candidate's mean game score when its answer was longer/shorter than the "
             f"baseline's (n = games). Intervals: Wilson {level}; games of one prompt share "
             "answers, so treat game-level intervals as diagnostics."
@@ -337,12 +358,7 @@ def _bias(data: ReportData) -> Section:
         Table("Judge bias per candidate", (
             "candidate", "both orders agree", "position A wins", "win rate when longer",
             "win rate when shorter", "mean length diff (chars)"), tuple(rows)),
-        Paragraph(
-            "Over all judgments position A won "
-            f"{share(pos.first_position_rate, pos.n_decided, s.confidence)} "
-            f"of decided games (p {pval(pos.p_value)}); ties were {pct(pos.tie_rate)} of valid "
-            "games. Judging both orders cancels a position preference in the win rates."
-        ),
+        Paragraph(overall),
         Figure(FIGURE_LENGTH, "Length effect: win rate when the candidate's answer was longer "
                "or shorter, and each prompt's score against the length difference."),
     ))

@@ -38,7 +38,7 @@ from evalharness.stats.intervals import (
     percentile_interval,
     weighted_means,
 )
-from evalharness.stats.paradox import Perplexity
+from evalharness.stats.paradox import Perplexity, ranking_metric
 
 Scalar = float | int | str
 SIDECAR = "evalharness_training.json"
@@ -194,7 +194,7 @@ def hyperparameter_effects(
     scores: Sequence[PromptScores],
     perplexity: Mapping[str, Perplexity | tuple[float, float]] | None = None,
     *,
-    metric: str = "bits_per_byte",
+    metric: str | None = None,
     seed: int = 0,
     n_boot: int = 2000,
     confidence: float = 0.95,
@@ -205,7 +205,8 @@ def hyperparameter_effects(
         hyperparameters: candidate name -> its hyperparameters, or ``ModelSpec`` objects.
         scores: each candidate's per-prompt scores against the baseline.
         perplexity: optional candidate name -> (token perplexity, bits per byte).
-        metric: ``bits_per_byte`` or ``token_ppl``.
+        metric: ``bits_per_byte`` or ``token_ppl`` (default: ``paradox.ranking_metric`` of
+            the candidates with a perplexity, as the paradox table ranks them).
         seed: bootstrap seed.
         n_boot: bootstrap rounds.
         confidence: interval level.
@@ -226,6 +227,8 @@ def hyperparameter_effects(
     point = np.array([s.score.mean() for s in used])
     boot = weighted_means(bootstrap_weights(len(prompts), n_boot, seed), matrix)
     ppl = {n: Perplexity(*v) for n, v in (perplexity or {}).items()}
+    if metric is None:
+        metric = ranking_metric(ppl[n] for n in names if n in ppl)
     rows: list[HyperparameterRow] = []
     for parameter in sorted({k for n in names for k in table[n]} - _SKIP):
         groups: dict[Scalar, list[int]] = {}

@@ -9,17 +9,22 @@ disagree. For a league this module puts them side by side:
   bootstrap intervals over prompts (perplexity is held fixed; the win rates are resampled).
   **Negative means they agree**: lower perplexity, higher win rate;
 - the paradox pairs: A has lower perplexity than B, yet B wins more, with the interval of
-  B's win-rate lead (paired: the same resampled prompts for both);
+  B's win-rate lead (paired: the same resampled prompts for both) and the paired sign test,
+  Holm-adjusted over every pair of candidates in the table. A pair is a *clear reversal*
+  when that adjusted test rejects: the same family and test as the adapter-against-adapter
+  table, so the two never disagree about which pairs differ;
 - one plain sentence that says what the data support.
 
 Bits per byte is the default ranking metric: it does not depend on the tokenizer, so it
 compares a merged model with another tokenizer fairly; for adapters on one base it ranks
-exactly as token perplexity does.
+exactly as token perplexity does. Perplexities from elsewhere may give only one of the two
+(a sweep that published eval loss has no bits per byte): the ranks then use the one every
+candidate has (``ranking_metric``), and ``Paradox.metric`` says which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -28,6 +33,7 @@ import numpy.typing as npt
 from scipy import stats as sps
 
 from evalharness.stats.games import PromptScores, score_matrix
+from evalharness.stats.headtohead import sign_test
 from evalharness.stats.intervals import (
     Interval,
     bootstrap_weights,
@@ -35,6 +41,7 @@ from evalharness.stats.intervals import (
     weighted_means,
     wilson_scores,
 )
+from evalharness.stats.multiple import holm
 
 FloatArray = npt.NDArray[np.float64]
 Metric = Literal["token_ppl", "bits_per_byte"]
@@ -92,12 +99,14 @@ class ParadoxPair:
     difference: float
     """Win rate of ``higher`` minus win rate of ``lower`` (positive)."""
     interval: Interval
-    """Paired bootstrap interval of ``difference``."""
-
-    @property
-    def significant(self) -> bool:
-        """Whether the interval excludes zero: the judge really preferred ``higher``."""
-        return self.interval.low > 0.0
+    """Paired bootstrap interval of ``difference`` (not adjusted for the many pairs)."""
+    p_value: float
+    """Exact sign test on the prompts where one of the two scored higher."""
+    p_holm: float
+    """``p_value`` Holm-adjusted over every pair of candidates in the table."""
+    significant: bool
+    """A clear reversal: ``p_holm`` below 1 - confidence (the judge really preferred
+    ``higher`` after allowing for all the pairs looked at)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,18 @@ class Paradox:
     """Paradox pairs, largest win-rate reversal first."""
     sentence: str
     """What the data support, in plain words."""
+
+
+def ranking_metric(values: Iterable[Perplexity]) -> Metric:
+    """Bits per byte when every candidate has it (not NaN), else token perplexity.
+
+    >>> ranking_metric([Perplexity(2.0, 0.5), Perplexity(1.6, float("nan"))])
+    'token_ppl'
+    >>> ranking_metric([Perplexity(2.0, 0.5)])
+    'bits_per_byte'
+    """
+    return "bits_per_byte" if all(not np.isnan(v.bits_per_byte) for v in values) \
+        else "token_ppl"
 
 
 def spearman_rows(x: FloatArray, y: FloatArray) -> FloatArray:
@@ -165,7 +186,8 @@ def _sentence(
     strong = sum(p.significant for p in pairs)
     tail = (
         f" {strong} of {len(pairs)} paradox pair(s) are clear reversals (the judge "
-        "preferred the higher-perplexity adapter beyond the noise)."
+        "preferred the higher-perplexity adapter beyond the noise: paired sign test, "
+        "Holm-adjusted over all pairs)."
         if pairs
         else ""
     )
@@ -192,7 +214,7 @@ def perplexity_paradox(
     scores: Sequence[PromptScores],
     perplexity: Mapping[str, Perplexity | tuple[float, float]],
     *,
-    metric: Metric = "bits_per_byte",
+    metric: Metric | None = None,
     seed: int = 0,
     n_boot: int = 2000,
     confidence: float = 0.95,
@@ -203,7 +225,8 @@ def perplexity_paradox(
         scores: each candidate's per-prompt scores against the baseline.
         perplexity: candidate name -> (token perplexity, bits per byte); candidates missing
             on either side are left out.
-        metric: which perplexity the ranks use.
+        metric: which perplexity the ranks use (default: ``ranking_metric`` of the
+            candidates used).
         seed: bootstrap seed.
         n_boot: bootstrap rounds.
         confidence: interval level.
@@ -211,6 +234,8 @@ def perplexity_paradox(
     used = [s for s in scores if s.candidate in perplexity and s.n_prompts > 0]
     ppl = {name: Perplexity(*value) for name, value in perplexity.items()}
     names = [s.candidate for s in used]
+    if metric is None:
+        metric = ranking_metric(ppl[n] for n in names)
     prompts, matrix = score_matrix(used)
     x = np.array([getattr(ppl[n], metric) for n in names], dtype=np.float64)
     rates = np.array([s.score.mean() for s in used], dtype=np.float64)
@@ -227,10 +252,20 @@ def perplexity_paradox(
         )
     else:
         spearman = kendall = Correlation(float("nan"), Interval(float("nan"), float("nan")))
+    # Sign tests over every pair (the family Holm adjusts for), as paired.paired_comparison
+    # counts them: prompts both were judged on, where one scored higher.
+    every = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    p_raw = []
+    for i, j in every:
+        both = ~np.isnan(matrix[i]) & ~np.isnan(matrix[j])
+        diff = matrix[i, both] - matrix[j, both]
+        p_raw.append(sign_test(int((diff > 0).sum()), int((diff < 0).sum())))
+    adjusted = dict(zip(every, zip(p_raw, holm(p_raw), strict=True), strict=True))
     pairs = []
     for i in range(k):
         for j in range(k):
             if x[i] < x[j] and rates[j] > rates[i]:
+                p_value, p_holm = adjusted[(min(i, j), max(i, j))]
                 pairs.append(
                     ParadoxPair(
                         lower=names[i],
@@ -239,6 +274,9 @@ def perplexity_paradox(
                         perplexity_higher=float(x[j]),
                         difference=float(rates[j] - rates[i]),
                         interval=percentile_interval(boot[:, j] - boot[:, i], confidence),
+                        p_value=p_value,
+                        p_holm=p_holm,
+                        significant=p_holm < 1.0 - confidence,
                     )
                 )
     pairs.sort(key=lambda p: (-p.difference, p.lower, p.higher))
