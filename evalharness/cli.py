@@ -28,6 +28,7 @@ from evalharness.cli_options import (
 )
 from evalharness.console import output_console
 from evalharness.errors import BackendError, JudgeError, UserError
+from evalharness.formats import cli as formats_cli
 from evalharness.judging import cli as judging_cli
 from evalharness.judging.config import JudgeConfig
 from evalharness.redact import redact_text
@@ -45,6 +46,7 @@ app = typer.Typer(
 stats_cli.register(app)
 report_cli.register(app)
 judging_cli.register(app)
+formats_cli.register(app)
 
 EXIT_CRASH = 1
 EXIT_BAD_INPUT = 2
