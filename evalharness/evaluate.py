@@ -39,6 +39,7 @@ from evalharness.pipeline import (
     generate_answers,
     input_ref,
     locked_run,
+    perplexity_windows,
     probe_texts,
     prompts_ref,
     score_perplexity,
@@ -237,6 +238,8 @@ def league(
             lazy.close()  # free the models before judging (a local judge may need it)
         if lazy.check is not None:
             updates["serving_check"] = lazy.check.summary()
+        if data is not None:
+            updates["ppl_windows"] = perplexity_windows(run)
         judging = judge_run(run, judge_config, names[0], progress=progress,
                             runs_root=runs_root, pairs=pairs)
         report = load_report_data(run.path, seed=seed, n_boot=n_boot)

@@ -30,7 +30,7 @@ def sample_replies(judgments: Sequence[Judgment], n: int = SAMPLES) -> list[str]
     """
     seen: dict[str, None] = {}
     for judgment in judgments:
-        if judgment.winner is None:
+        if not judgment.valid:
             text = judgment.raw or f"(no reply: {judgment.error or 'empty'})"
             short = text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS] + "..."
             seen.setdefault(json.dumps(short), None)
@@ -51,7 +51,7 @@ def all_invalid_problem(judgments: Sequence[Judgment], where: str = "") -> str |
     >>> all_invalid_problem([bad.model_copy(update={"verdict": "A", "winner": "A"})]) is None
     True
     """
-    if not judgments or any(j.winner is not None for j in judgments):
+    if not judgments or any(j.valid for j in judgments):
         return None
     folder = f" ({where})" if where else ""
     return (

@@ -169,3 +169,15 @@ def record_key(model_key: str, example: EvalExample, engine: str) -> str:
         "text": example.text,
         "context": [m.model_dump() for m in example.context] if example.context else None,
     })
+
+
+def window_summary(records: Sequence[PerplexityRecord]) -> dict[str, int] | None:
+    """What the manifest says of rolling windows: the window (= stride) and how many texts
+    needed it; ``None`` when every text fit the context.
+
+    >>> window_summary([])
+    """
+    windowed = [r.window for r in records if r.window is not None]
+    if not windowed:
+        return None
+    return {"window": max(windowed), "stride": max(windowed), "texts": len(windowed)}

@@ -28,6 +28,7 @@ from evalharness.perplexity import (
     load_eval_data,
     record_key,
     summarize,
+    window_summary,
 )
 from evalharness.prompts import load_prompt_set
 from evalharness.redact import redact_argv
@@ -424,6 +425,7 @@ def score_perplexity(run: RunDir, models: Sequence[ModelSpec], data: EvalData,
                     key=request.key, model=request.model.name, model_key=request.model.key,
                     example_id=request.example_id, nll_sum=float(sum(result.token_nlls)),
                     n_tokens=len(result.token_nlls), n_bytes=len(request.text.encode("utf-8")),
+                    window=result.window,
                 ))
                 progress.advance()
     finally:
@@ -457,6 +459,11 @@ class RunResult:
     """Perplexity per model name."""
     backend_loaded: bool = False
     """Whether any model had to be loaded (False for a rerun with everything on disk)."""
+
+
+def perplexity_windows(run: RunDir) -> dict[str, int] | None:
+    """The manifest's note of texts scored in rolling windows (see ``window_summary``)."""
+    return window_summary(JsonlLog(run.path / PERPLEXITY, PerplexityRecord).read())
 
 
 def perplexity_summaries(run: RunDir, models: Sequence[ModelSpec], data: EvalData,
@@ -521,6 +528,7 @@ def run_models(
             if data is not None:
                 ppl = score_perplexity(run, specs, data, lazy, engine, runs_root, progress)
                 summaries = perplexity_summaries(run, specs, data, engine)
+                updates["ppl_windows"] = perplexity_windows(run)
             if lazy.check is not None:
                 updates["serving_check"] = lazy.check.summary()
     finally:

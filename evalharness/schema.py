@@ -176,11 +176,19 @@ class TokenUsage(Record):
     """Output tokens billed."""
 
 
+SOFT_MARGIN = 0.25
+"""How far past 0.5 a soft preference may lean against the hard winner before the two are a
+contradiction (see ``Judgment.contradiction``): 0.25, i.e. 3:1 odds the other way. Milder
+disagreement is what a judge that samples its verdict (temperature above 0) writes."""
+
+
 class Judgment(KeyedRecord):
     """One game: a judge compared answer A with answer B for one prompt, in one order.
 
-    Every prompt is judged twice, once with each model in position A. ``first`` and
-    ``second`` name the models in positions A and B; the judge saw only "A" and "B".
+    evalharness judges every prompt twice, once with each model in position A; judgments
+    made elsewhere may hold one order only (the statistics count and say which). ``first``
+    and ``second`` name the models in positions A and B; the judge saw only "A" and "B".
+    A game is valid when it has a hard ``winner``, a soft preference ``weight_a``, or both.
     """
 
     key: str
@@ -196,12 +204,14 @@ class Judgment(KeyedRecord):
     verdict: str | None
     """The judge's label on its scale (``A``, ``B``, ``tie``, or ``A>>B`` ... ``B>>A``);
     ``None`` when no valid verdict could be read (see ``error``)."""
-    winner: Winner | None
-    """Which position won (``A``, ``B``) or ``tie``; ``None`` for an invalid judgment.
-    Invalid judgments are never counted as ties."""
+    winner: Winner | None = None
+    """Which position won (``A``, ``B``) or ``tie``; ``None`` when the judge gave no hard
+    verdict: then the game is soft-only when ``weight_a`` is set, else invalid. Invalid
+    judgments are never counted as ties."""
     weight_a: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
-    """Soft preference P(A better) from the verdict token's log-probs, when available: a
-    probability, so NaN, infinities and anything outside [0, 1] are refused."""
+    """Soft preference P(A better) (from the verdict token's log-probs, or a published
+    annotator's preference): a probability, so NaN, infinities and anything outside [0, 1]
+    are refused."""
     first_length: int | None = Field(default=None, ge=0)
     """Length of answer A in characters (for length diagnostics and length control)."""
     second_length: int | None = Field(default=None, ge=0)
@@ -234,6 +244,36 @@ class Judgment(KeyedRecord):
             )
         return self
 
+    @property
+    def valid(self) -> bool:
+        """Whether the game counts: it has a hard winner or a soft preference."""
+        return self.winner is not None or self.weight_a is not None
+
+    def contradiction(self) -> str | None:
+        """Why ``winner`` and ``weight_a`` contradict each other, or ``None``.
+
+        A side's win contradicts a soft preference that gives the other side more than
+        ``0.5 + SOFT_MARGIN`` (3:1 odds). A greedy judge never writes one (its sampled
+        token is the most likely, so ``A`` comes with ``weight_a >= 0.5``); a tie goes with
+        any preference (the tie token's mass counts half to each side).
+
+        >>> j = Judgment(key="k", prompt_id="p", judge="j", first="a", second="b",
+        ...              verdict="B", winner="B", weight_a=0.99)
+        >>> j.contradiction()
+        'winner is "B" but weight_a 0.99 says P(A better) is above 0.75'
+        >>> j.model_copy(update={"weight_a": 0.7}).contradiction() is None
+        True
+        """
+        if self.weight_a is None or self.winner in (None, "tie"):
+            return None
+        if self.winner == "B" and self.weight_a > 0.5 + SOFT_MARGIN:
+            return (f'winner is "B" but weight_a {self.weight_a:g} says P(A better) is above '
+                    f"{0.5 + SOFT_MARGIN:g}")
+        if self.winner == "A" and self.weight_a < 0.5 - SOFT_MARGIN:
+            return (f'winner is "A" but weight_a {self.weight_a:g} says P(A better) is below '
+                    f"{0.5 - SOFT_MARGIN:g}")
+        return None
+
 
 class PerplexityRecord(KeyedRecord):
     """Negative log-likelihood of one evaluation example under one model."""
@@ -252,6 +292,10 @@ class PerplexityRecord(KeyedRecord):
     """Tokens scored (response tokens for prompt/response pairs, all for plain text)."""
     n_bytes: int
     """UTF-8 bytes of the scored text (for bits per byte)."""
+    window: int | None = None
+    """Tokens per forward pass when the text was longer than the model's context and was
+    scored in rolling windows (stride = window, as lm-eval's ``loglikelihood_rolling``);
+    ``None``: the text fit and was scored in one pass."""
 
 
 class DataRef(Record):
@@ -317,6 +361,10 @@ class Manifest(Record):
     """Name of the judge (``compare`` and ``league``)."""
     serving_check: str | None = None
     """What the serving self-check measured (``--verify``), when it ran."""
+    ppl_windows: dict[str, int] | None = None
+    """When texts longer than the model's context were scored in rolling windows:
+    ``{"window": tokens per pass, "stride": tokens advanced per pass, "texts": how many
+    records}`` (lm-eval's ``loglikelihood_rolling``); ``None`` when every text fit."""
     status: RunStatus = "running"
     """``complete`` when every stage finished; ``interrupted`` after Ctrl-C; ``failed``."""
     counts: dict[str, int] = Field(default_factory=dict)

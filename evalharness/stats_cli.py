@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -20,6 +20,7 @@ from evalharness.errors import UserError
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load only when a command runs
     from evalharness.stats import Interval, StatsSummary
+    from evalharness.stats.games import ScoreMode
     from evalharness.stats.paradox import Paradox
 
 
@@ -110,35 +111,39 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
         f"; {summary.n_invalid} invalid (never counted as ties)"
         + (f"; {summary.n_duplicates} duplicate keys dropped" if summary.n_duplicates else ""),
     ))
+    console.print(f"{summary.orders}; scored {summary.score} "
+                  f"({'soft preferences' if summary.score == 'soft' else 'winner labels'})")
     h2h = Table(title=literal(f"Head to head against {summary.baseline} (ties count half)"))
     for column in (
         "candidate",
+        "verdict [test interval]",
         "prompts",
         "W/T/L games",
-        "win rate",
-        f"Wilson {level}",
-        f"bootstrap {level}",
-        "p (sign)",
+        f"win rate [Wilson {level}]",
+        "SE",
+        "p (t)" if summary.score == "soft" else "p (sign)",
         "p Holm",
         "length-controlled",
-        "soft",
         "invalid",
     ):
-        h2h.add_column(column, justify="left" if column == "candidate" else "right")
+        # The numbers never wrap; the bootstrap interval and soft rate are in --format json
+        # and the reports (the terminal has no room for every column).
+        h2h.add_column(column, justify="left" if column == "candidate" else "right",
+                       no_wrap=column != "candidate", min_width=12 if column == "candidate"
+                       else None)
     for c in summary.candidates:
         h = c.head_to_head
         lc = c.length_controlled
         h2h.add_row(
             literal(h.candidate),
+            f"{c.verdict} {_ci(c.verdict_interval)}",
             str(h.n_prompts),
             f"{h.wins}/{h.ties}/{h.losses}",
-            _pct(h.win_rate),
-            _ci(h.wilson),
-            _ci(h.bootstrap),
+            f"{_pct(h.win_rate)} {_ci(h.wilson)}",
+            f"{100 * h.standard_error:.1f}",
             _p(h.p_value),
             _p(c.p_holm),
-            f"{_pct(lc.win_rate)} {_ci(lc.interval)}" if lc else "-",
-            _pct(h.soft_win_rate),
+            lc.shown(lambda r, i: f"{_pct(r)} {_ci(i)}") if lc else "-",
             str(h.n_invalid),
         )
     console.print(h2h)
@@ -164,11 +169,13 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
         )
     console.print(bias)
     pos = summary.position
-    console.print(
-        f"Over all judgments position A won {_pct(pos.first_position_rate)} of "
-        f"{pos.n_decided} decided games (p = {_p(pos.p_value)}); judging both orders cancels "
-        "this in the win rates."
-    )
+    if pos.n_both_orders == 0:
+        console.print(summary.position_note)
+    else:
+        console.print(
+            f"Position A won {_pct(pos.first_position_rate)} of {pos.n_decided} decided games "
+            f"(p = {_p(pos.p_value)}). {summary.position_note}"
+        )
     bt = Table(
         title=f"League (Bradley-Terry, {summary.league.n_boot} bootstrap rounds over prompts)"
     )
@@ -313,6 +320,14 @@ def stats(
             "the perplexity-paradox and hyperparameter tables.",
         ),
     ] = None,
+    score: Annotated[
+        str | None,
+        typer.Option(
+            "--score",
+            help="soft (each game's weight_a) or hard (winner labels); default: soft when "
+            "every valid game has a weight_a.",
+        ),
+    ] = None,
 ) -> None:
     """Every statistic of a judgments file: win rates, intervals, tests, bias, league."""
     from evalharness.stats import read_judgments, summarize, to_jsonable
@@ -321,6 +336,9 @@ def stats(
 
     if format_ not in {"table", "json"}:
         raise UserError(f"--format {format_!r} is not known. Fix: use --format table or json.")
+    if score not in {None, "soft", "hard"}:
+        raise UserError(f"--score {score!r} is not known. Fix: use --score soft or --score "
+                        "hard, or leave it out.")
     if bootstrap < 100:
         raise UserError(
             f"--bootstrap {bootstrap} is too few rounds for a 95% interval. "
@@ -332,12 +350,13 @@ def stats(
     if table is not None:
         models = sorted({m for j in judgments for m in (j.first, j.second)} - {chosen})
         for warning in check_models(table, models, chosen, runs or file):
-            LiteralConsole(stderr=True).print(f"warning: {warning}")
+            LiteralConsole(stderr=True).print(f"warning: {warning}", soft_wrap=True)
     # The baseline's row (if any) has no win rate against itself: left out of both tables.
     ppl = {m: p for m, p in table.perplexity.items() if m != chosen} if table else {}
     hyper = {m: h for m, h in table.hyperparameters.items() if m != chosen} if table else {}
     summary = summarize(judgments, chosen, seed=seed, n_boot=bootstrap,
-                        perplexity=ppl or None, hyperparameters=hyper or None)
+                        perplexity=ppl or None, hyperparameters=hyper or None,
+                        score=cast("ScoreMode | None", score))
     if format_ == "json":
         typer.echo(json.dumps(to_jsonable(summary), indent=2))
     else:

@@ -53,6 +53,9 @@ class Scored:
 
     request: ScoreRequest
     token_nlls: tuple[float, ...]
+    window: int | None = None
+    """Tokens one forward pass read when the text was longer than the model's context and was
+    scored in lm-eval's rolling windows (the stride equals it); ``None``: one pass."""
 
 
 class Backend(Protocol):

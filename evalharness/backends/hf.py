@@ -25,7 +25,13 @@ from evalharness.backends.base import (
     adapter_name,
     cut_at_stop,
 )
-from evalharness.backends.tokens import context_length, fit_prompt_ids, scoring_ids
+from evalharness.backends.tokens import (
+    ScoringWindow,
+    context_length,
+    fit_prompt_ids,
+    scoring_ids,
+    scoring_windows,
+)
 from evalharness.errors import BackendError, UserError, require_module
 from evalharness.schema import GenConfig, ModelSpec
 
@@ -254,31 +260,61 @@ class HFBackend:
     # -- scoring -------------------------------------------------------------------------
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
-        """Per-token NLLs of each request's scored tokens, batched per model."""
-        import torch
+        """Per-token NLLs of each request's scored tokens, batched per model.
 
+        A text longer than the model's context is scored in lm-eval's rolling windows
+        (``scoring_windows``): one pass beyond ``max_position_embeddings`` would read
+        positions the model never saw in training, and its numbers drift silently.
+        """
         by_model: dict[str, list[ScoreRequest]] = defaultdict(list)
         for request in requests:
             by_model[request.model.key].append(request)
         for group in by_model.values():
             with self._activated(group[0].model) as (engine, tokenizer):
-                encoded = [(r, scoring_ids(tokenizer, r.text, r.context)) for r in group]
-                for first in range(0, len(encoded), self.batch_size):
-                    batch = encoded[first:first + self.batch_size]
-                    width = max(len(s.ids) for _, s in batch)
-                    # Right padding: a causal model's logits for real tokens ignore what follows.
-                    ids = torch.tensor([s.ids + [0] * (width - len(s.ids)) for _, s in batch])
-                    mask = torch.tensor([[1] * len(s.ids) + [0] * (width - len(s.ids))
-                                         for _, s in batch])
-                    with torch.no_grad():
-                        logits = engine(input_ids=ids.to(self.device),
-                                        attention_mask=mask.to(self.device)).logits.float()
-                    logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-                    targets = ids[:, 1:].to(self.device)
-                    token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-                    for row, (request, scoring) in enumerate(batch):
-                        values = (-token_lp[row, scoring.start - 1:len(scoring.ids) - 1]).tolist()
-                        yield Scored(request=request, token_nlls=tuple(values))
+                context = context_length(engine.config)
+                passes: list[list[ScoringWindow]] = []
+                for request in group:
+                    scoring = scoring_ids(tokenizer, request.text, request.context)
+                    passes.append(scoring_windows(scoring.ids, scoring.start, context))
+                # The windows of every request share the batches, in order; a request is
+                # yielded once its last window is scored.
+                flat = [(row, window) for row, windows in enumerate(passes) for window in windows]
+                nlls: list[list[float]] = [[] for _ in group]
+                remaining = [len(windows) for windows in passes]
+                done = 0
+                for first in range(0, len(flat), self.batch_size):
+                    batch = flat[first:first + self.batch_size]
+                    for (row, _), values in zip(batch, self._window_nlls(engine, batch),
+                                                strict=True):
+                        nlls[row].extend(values)
+                        remaining[row] -= 1
+                    while done < len(group) and remaining[done] == 0:
+                        yield Scored(request=group[done], token_nlls=tuple(nlls[done]),
+                                     window=context if len(passes[done]) > 1 else None)
+                        done += 1
+                for row in range(done, len(group)):  # nothing to score (no window at all)
+                    yield Scored(request=group[row], token_nlls=())
+
+    def _window_nlls(self, engine: Any, batch: Sequence[tuple[int, ScoringWindow]]
+                     ) -> list[list[float]]:
+        """The counted NLLs of each window: one forward pass over the batch."""
+        import torch
+
+        # The model reads all but each window's last id (a prediction target only), so a
+        # full window stays within the positions the model has.
+        reads = [window.ids[:-1] for _, window in batch]
+        width = max(len(r) for r in reads)
+        # Right padding: a causal model's logits for real tokens ignore what follows.
+        ids = torch.tensor([r + [0] * (width - len(r)) for r in reads])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in reads])
+        targets = torch.tensor([w.ids[1:] + [0] * (width - len(w.ids) + 1) for _, w in batch])
+        with torch.no_grad():
+            logits = engine(input_ids=ids.to(self.device),
+                            attention_mask=mask.to(self.device)).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        token_lp = logprobs.gather(-1, targets.to(self.device).unsqueeze(-1)).squeeze(-1)
+        return [(-token_lp[row, w.first_scored - 1:len(w.ids) - 1]).tolist()
+                for row, (_, w) in enumerate(batch)]
 
     def close(self) -> None:
         """Drop the loaded models."""

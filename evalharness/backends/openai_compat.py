@@ -30,7 +30,7 @@ from evalharness.backends.base import (
 )
 from evalharness.backends.lora_plan import is_cpu_build, plan_lora, round_up_rank, vllm_extra
 from evalharness.backends.options import BackendOptions
-from evalharness.backends.tokens import scoring_ids
+from evalharness.backends.tokens import scoring_ids, scoring_windows
 from evalharness.backends.vllm_engine import sampling_seed
 from evalharness.backends.vllm_server import VLLMServer
 from evalharness.errors import BackendError, UserError, require_module
@@ -246,20 +246,29 @@ class OpenAIBackend:
         return self._tokenizers[base]
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
-        """Completions with echo + logprobs on our token ids (one generated token, dropped)."""
+        """Completions with echo + logprobs on our token ids (one generated token, dropped);
+        lm-eval's rolling windows for a text past the server's context."""
+        # The server is handed every id of a pass and generates one token: two fewer than its
+        # context. Unknown context: one pass (the server refuses what it cannot read).
+        context = None if self._context is None else self._context - 2
         # Tokenize up front, in this thread: transformers' lazy imports are not thread-safe.
-        encoded = {id(r): scoring_ids(self._tokenizer(r.model.base_model), r.text, r.context)
-                   for r in requests}
+        passes = {}
+        for r in requests:
+            scoring = scoring_ids(self._tokenizer(r.model.base_model), r.text, r.context)
+            passes[id(r)] = scoring_windows(scoring.ids, scoring.start, context)
 
         def one(request: ScoreRequest) -> Scored:
-            scoring = encoded[id(request)]
-            response = self._client.completions.create(
-                model=self._served[request.model.key], prompt=scoring.ids, max_tokens=1,
-                temperature=0.0, echo=True, logprobs=0,
-            )
-            values = response.choices[0].logprobs.token_logprobs
-            nlls = tuple(-float(values[i]) for i in range(scoring.start, len(scoring.ids)))
-            return Scored(request=request, token_nlls=nlls)
+            nlls: list[float] = []
+            windows = passes[id(request)]
+            for window in windows:
+                response = self._client.completions.create(
+                    model=self._served[request.model.key], prompt=window.ids, max_tokens=1,
+                    temperature=0.0, echo=True, logprobs=0)
+                values = response.choices[0].logprobs.token_logprobs
+                nlls.extend(-float(values[i])
+                            for i in range(window.first_scored, len(window.ids)))
+            return Scored(request=request, token_nlls=tuple(nlls),
+                          window=context if len(windows) > 1 else None)
 
         yield from self._parallel(requests, one)
 

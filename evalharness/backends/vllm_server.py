@@ -21,6 +21,7 @@ from typing import IO
 
 import httpx
 
+from evalharness import signals
 from evalharness.backends.lora_plan import CPU_ENVIRONMENT, LoraPlan
 from evalharness.errors import BackendError, CompatibilityError, UserError
 
@@ -103,9 +104,10 @@ class VLLMServer:
         """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        self._process = subprocess.Popen(self._command, stdout=self._log,
-                                         stderr=subprocess.STDOUT, env=self._env,
-                                         start_new_session=True)
+        with signals.deferred():  # an interrupt between fork and return would orphan it
+            self._process = subprocess.Popen(self._command, stdout=self._log,
+                                             stderr=subprocess.STDOUT, env=self._env,
+                                             start_new_session=True)
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -149,7 +151,12 @@ class VLLMServer:
         self.loaded.remove(name)
 
     def stop(self, grace: float = 20.0) -> None:
-        """Stop the server's whole process group: SIGTERM, then SIGKILL after ``grace`` s."""
+        """Stop the server's whole process group: SIGTERM, then SIGKILL after ``grace`` s.
+        An interrupt meanwhile (a second Ctrl-C) waits until the group is gone."""
+        with signals.deferred():
+            self._stop(grace)
+
+    def _stop(self, grace: float) -> None:
         process = self._process
         if process is not None and process.poll() is None:
             for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):

@@ -184,7 +184,7 @@ def _summary(data: ReportData) -> Section:
                _verdict_interval(h.win_rate, c.verdict_interval, c.verdict_level, s.confidence),
                str(h.n_prompts), f"{h.wins}/{h.ties}/{h.losses}", rate(h.win_rate, h.wilson),
                num(100 * h.standard_error, 1), ci(h.bootstrap), pval(h.p_value), pval(c.p_holm),
-               rate(lc.win_rate, lc.interval) if lc else "- (fewer than 20 prompts)"]
+               lc.shown(rate) if lc else "- (fewer than 20 prompts)"]
         if soft:
             row.append(f"{pct(h.soft_win_rate)} (n={h.n_soft_prompts})")
         row.append(str(h.n_invalid))
@@ -194,6 +194,9 @@ def _summary(data: ReportData) -> Section:
         blocks.append(Paragraph(f"Warning: {s.problem}"))
     if data.prompts_note:
         blocks.append(Paragraph(f"Note: {data.prompts_note}."))
+    lc_notes = sorted({c.length_controlled.note for c in s.candidates
+                       if c.length_controlled and c.length_controlled.note})
+    blocks += [Paragraph(f"Length control: {note}") for note in lc_notes]
     blocks += [
         Table(f"Head to head against {s.baseline} (ties count half)", tuple(columns),
               tuple(rows)),

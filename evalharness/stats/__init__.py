@@ -38,7 +38,7 @@ from evalharness.stats.hyperparams import (
 )
 from evalharness.stats.intervals import Interval, wilson
 from evalharness.stats.io import read_judgments
-from evalharness.stats.length import LengthControlled, length_controlled
+from evalharness.stats.length import LengthControlled, length_controlled, length_controlled_all
 from evalharness.stats.multiple import holm
 from evalharness.stats.paired import PairedComparison, paired_comparison
 from evalharness.stats.paradox import Paradox, ParadoxPair, Perplexity, perplexity_paradox
@@ -91,6 +91,7 @@ __all__ = [
     "league",
     "league_from_battles",
     "length_controlled",
+    "length_controlled_all",
     "pair_games",
     "paired_comparison",
     "perplexity_paradox",

@@ -7,6 +7,12 @@
 - **First-position rate**: of the decided games (not ties), the share won by position A, with
   an exact binomial test against 50%. Judging both orders cancels this bias in the win rate;
   it is shown so a user knows how much was cancelled.
+
+Both position diagnostics read **only prompts judged (validly) in both orders**: on a prompt
+judged once, "position A won" is just the record of whichever model was shown first, not a
+preference of the judge. With no such prompt they are NaN with ``n = 0``, and the summary
+says so. Both read the judge's hard labels (a soft-only game's label is what its preference
+rounds to), whatever the score mode.
 - **Length**: the candidate's game score when its answer was longer vs shorter than the
   opponent's, and the mean length difference. A big gap between the two suggests a length
   preference; the length-controlled win rate (``length.py``) corrects for it.
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evalharness.schema import Judgment
-from evalharness.stats.games import PairGames, group_index
+from evalharness.stats.games import PairGames, both_orders, hard_label
 from evalharness.stats.headtohead import sign_test
 
 
@@ -36,6 +42,8 @@ class PositionBias:
     """Exact two-sided binomial test of ``first_position_rate`` against 0.5."""
     tie_rate: float
     """Share of valid games judged a tie."""
+    n_both_orders: int = 0
+    """Prompts (of one pair of models) judged in both orders: the games counted here."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,8 @@ class JudgeBias:
     """Games where the candidate's answer was shorter."""
 
 
-def _position(first_won: np.ndarray, decided: np.ndarray, ties: int, valid: int) -> PositionBias:
+def _position(first_won: np.ndarray, decided: np.ndarray, ties: int, valid: int,
+              n_both: int) -> PositionBias:
     n_decided = int(decided.sum())
     a_wins = int(first_won[decided].sum())
     return PositionBias(
@@ -74,22 +83,32 @@ def _position(first_won: np.ndarray, decided: np.ndarray, ties: int, valid: int)
         first_position_rate=a_wins / n_decided if n_decided else float("nan"),
         p_value=sign_test(a_wins, n_decided - a_wins),
         tie_rate=ties / valid if valid else float("nan"),
+        n_both_orders=n_both,
     )
 
 
 def position_bias(judgments: Iterable[Judgment]) -> PositionBias:
-    """Position-A preference over all valid judgments, whoever played.
+    """Position-A preference over the valid judgments of prompts judged in both orders,
+    whoever played.
 
     >>> from evalharness.schema import Judgment
-    >>> js = [Judgment(key=str(i), prompt_id=str(i), judge="j", first="x", second="y",
-    ...                verdict=w, winner=w) for i, w in enumerate("AAAB") ]
-    >>> position_bias(js).first_position_rate
-    0.75
+    >>> js = [Judgment(key=str(i) + f, prompt_id=str(i), judge="j", first=f, second=s,
+    ...                verdict=w, winner=w)
+    ...       for i, w in enumerate("AA") for f, s in (("x", "y"), ("y", "x"))]
+    >>> p = position_bias(js + [js[0].model_copy(update={"prompt_id": "once"})])
+    >>> p.first_position_rate, p.n_decided, p.n_both_orders
+    (1.0, 4, 2)
     """
-    winners = [j.winner for j in judgments if j.winner is not None]
-    arr = np.array(winners, dtype=object)
+    valid = [j for j in judgments if j.valid]
+    orders: dict[tuple[str, frozenset[str]], set[str]] = {}
+    for j in valid:
+        orders.setdefault((j.prompt_id, frozenset((j.first, j.second))), set()).add(j.first)
+    labels = [hard_label(j) for j in valid
+              if len(orders[(j.prompt_id, frozenset((j.first, j.second)))]) == 2]
+    arr = np.array(labels, dtype=object)
     decided = arr != "tie"
-    return _position(arr == "A", decided, int((~decided).sum()), len(winners))
+    n_both = sum(len(firsts) == 2 for firsts in orders.values())
+    return _position(arr == "A", decided, int((~decided).sum()), len(labels), n_both)
 
 
 def _mean(values: np.ndarray) -> float:
@@ -108,15 +127,10 @@ def judge_bias(games: PairGames) -> JudgeBias:
     (0.5, 0.0, 1.0)
     """
     valid = games.valid
-    score = games.score
-    ids, index = group_index(games.prompt_ids)
+    score = games.hard_score  # the judge's labels, whatever the score mode
+    ids, both, index = both_orders(games)
     n_prompts = len(ids)
     # Consistency: per prompt, every valid game (either order) gives the same model score.
-    first_valid = valid & games.candidate_first
-    second_valid = valid & ~games.candidate_first
-    has_first = np.bincount(index[first_valid], minlength=n_prompts) > 0
-    has_second = np.bincount(index[second_valid], minlength=n_prompts) > 0
-    both = has_first & has_second
     s_valid = np.where(valid, score, 0.0)
     low = np.full(n_prompts, np.inf)
     high = np.full(n_prompts, -np.inf)
@@ -125,10 +139,11 @@ def judge_bias(games: PairGames) -> JudgeBias:
     consistent = both & (low == high)
     n_both = int(both.sum())
     # Position: the winner position is A when the candidate, shown first, won (or lost shown
-    # second).
-    decided = valid & (score != 0.5)
+    # second); only prompts judged in both orders, where the two models' records cancel.
+    paired = valid & both[index]
+    decided = paired & (score != 0.5)
     first_won = np.where(games.candidate_first, score == 1.0, score == 0.0)
-    ties = int((valid & (score == 0.5)).sum())
+    ties = int((paired & (score == 0.5)).sum())
     diff = games.candidate_length - games.opponent_length
     with_len = valid & ~np.isnan(diff)
     longer = with_len & (diff > 0)
@@ -138,7 +153,7 @@ def judge_bias(games: PairGames) -> JudgeBias:
         opponent=games.opponent,
         n_both_orders=n_both,
         position_consistency=int(consistent.sum()) / n_both if n_both else float("nan"),
-        position=_position(first_won, decided, ties, int(valid.sum())),
+        position=_position(first_won, decided, ties, int(paired.sum()), n_both),
         n_with_lengths=int(with_len.sum()),
         mean_length_difference=_mean(diff[with_len]),
         longer_win_rate=_mean(score[longer]),

@@ -2,8 +2,12 @@
 
 For judgments made outside evalharness, three fields may be left out: ``key`` (defaults to
 a hash of the line's content, so an exact duplicate line is still recognised), ``judge``
-(defaults to ``"external"``) and ``verdict`` (defaults to ``winner``). Every other rule of
-the schema holds, and unknown fields are an error (a typo must not pass silently).
+(defaults to ``"external"``) and ``verdict`` (defaults to ``winner``). A line needs a hard
+``winner``, a soft preference ``weight_a``, or both (``"winner": null`` alone is an invalid
+judgment, counted; ``"winner": null`` with a ``weight_a`` is a soft-only game). Every other
+rule of the schema holds: ``weight_a`` a probability, a winner that does not contradict it
+(``Judgment.contradiction``), and unknown fields are an error (a typo must not pass
+silently).
 """
 
 from __future__ import annotations
@@ -69,6 +73,13 @@ def read_judgments(path: Path) -> list[Judgment]:
             if isinstance(raw.get(name), bool):  # pydantic would take true for 1
                 raise UserError(f"{row.where}: field '{name}' is {json.dumps(raw[name])}, not a "
                                 f"number. {_FIELD_FIX.get(name, _FIX)}")
+        if "winner" not in raw and raw.get("weight_a") is None:
+            raise UserError(
+                f"{row.where}: the judgment has neither a 'winner' nor a soft preference "
+                "'weight_a', so it says nothing. Fix: add \"winner\": \"A\", \"B\" or "
+                "\"tie\", or \"weight_a\": P(A better) from 0 to 1 (or \"winner\": null to "
+                "record a judgment the judge could not make; it is counted as invalid)."
+            )
         raw.setdefault("key", content_key(raw))
         raw.setdefault("judge", "external")
         raw.setdefault("verdict", raw.get("winner"))
@@ -76,6 +87,14 @@ def read_judgments(path: Path) -> list[Judgment]:
             judgment = Judgment.model_validate(raw)
         except ValidationError as exc:
             raise UserError(_invalid(row.where, exc)) from None
+        why = judgment.contradiction()
+        if why is not None:
+            raise UserError(
+                f"{row.where}: {why}: the hard verdict and the soft preference contradict "
+                "each other, so which one counts would change the result. Fix: correct "
+                "the one that is wrong; if the judge sampled its verdict (temperature above "
+                "0), keep weight_a and set \"winner\": null."
+            )
         game = (judgment.key, judgment.first, judgment.second)
         if game in seen:
             _check_same(row.where, judgment, *seen[game])

@@ -1,37 +1,81 @@
 """Length-controlled win rate: what the win rate would be if both answers had equal length.
 
-LLM judges prefer longer answers, so an adapter that just talks more can "win". Following
-AlpacaEval 2's idea, but fitted only on the user's own games (no external priors), each
-valid game is modelled as
+LLM judges prefer longer answers, so an adapter that just talks more can "win". This is the
+AlpacaEval 2 design (Dubois et al. 2024, "Length-Controlled AlpacaEval"), fitted on the
+user's own games only: one joint, regularised logistic model over every candidate played
+against the same baseline,
 
-    P(candidate preferred) = sigmoid(b0 + b1 * tanh(d / s))
+    P(candidate m preferred on prompt q) = sigmoid(a_m + b_m * tanh(d / s_m) + c_q)
 
-where ``d`` is the candidate's answer length minus the opponent's (characters) and ``s`` the
-standard deviation of ``d`` over the games (the tanh squashes extreme differences so a few
-very long answers cannot dominate). Ties enter as half a preference (the likelihood is the
-binomial one with fractional outcomes). The length-controlled win rate is the model's
-prediction at zero length difference, ``sigmoid(b0)``; its interval comes from refitting on
-prompts resampled with replacement (all rounds fitted together by batched Newton steps).
+where ``d`` is the candidate's answer length minus the baseline's (characters), ``s_m`` the
+standard deviation of ``d`` over candidate m's games (the tanh squashes extreme differences
+so a few very long answers cannot dominate), ``a_m`` the candidate's intercept, ``b_m`` its
+length coefficient and ``c_q`` the prompt's difficulty, shared by every candidate. With a
+single candidate the difficulty term cannot be told apart from the outcome itself, so it is
+left out and ``LengthControlled.note`` says so.
 
-A tiny ridge (``1e-6``) keeps the fit finite when one side wins every game.
+The target is the soft preference (the judge's probability that the candidate's answer is
+better) when every game used has one, the hard verdict otherwise (win 1, tie 0.5, loss 0);
+either way the likelihood is the binomial one with fractional outcomes. The
+length-controlled win rate is the prediction at zero length difference averaged over the
+candidate's prompts, ``mean_q sigmoid(a_m + c_q)``; its interval comes from refitting on
+prompts resampled with replacement (every candidate's games on a drawn prompt travel
+together, so the shared difficulties are resampled consistently).
+
+Regularisation (L2, i.e. a normal prior on each coefficient; penalty ``lambda/2 * x**2`` on
+the summed log-likelihood): ``a_m`` and ``b_m`` 0.01 (prior sd 10: all but free; a stronger
+pull on ``b_m`` biases LC, because a verbose candidate's squashed differences are mostly
+positive and a shrunken slope moves into the intercept), ``c_q`` 1.0 (prompt difficulties of
+about +-1 log-odds; it also fixes the level shared by intercepts and difficulties). The fit
+is Newton's method on the whole design, with the prompt block eliminated by its Schur
+complement so a step costs (2 x candidates)^2 x prompts.
+
+**Separation.** When a candidate's longer answers (almost) all win and its shorter ones
+(almost) all lose, the rate "at equal length" sits where there are no informative games and
+any value fits: an unpenalised fit drives the length coefficient to infinity (the published
+near-separation case: 31 longer answers all won, 772 shorter nearly all lost, slope 98.6,
+"LC" 66% from a raw 4%). Each candidate's games are therefore first fitted alone with an
+(almost) unpenalised intercept and slope; a slope beyond ``SEPARATION_SLOPE`` (one standard
+deviation of length multiplying the odds by more than e^10) marks the candidate's rate as
+unreliable: ``win_rate`` and its interval are NaN and ``unreliable`` gives the reason. Such a
+candidate is left out of the joint fit, so it cannot distort the shared difficulties.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from evalharness.stats.games import PairGames, group_index
-from evalharness.stats.intervals import Interval, bootstrap_weights, percentile_interval
+from evalharness.stats.intervals import (
+    NAN_INTERVAL,
+    Interval,
+    bootstrap_weights,
+    percentile_interval,
+)
 
 FloatArray = npt.NDArray[np.float64]
+Score = Literal["soft", "hard"]
 
 MIN_PROMPTS = 20
 """Fewer prompts than this give no length-controlled win rate (the slope is too loose)."""
 
+RIDGE_INTERCEPT = 0.01
+"""L2 strength on each candidate's intercept ``a_m``."""
+RIDGE_LENGTH = 0.01
+"""L2 strength on each candidate's length coefficient ``b_m``."""
+RIDGE_DIFFICULTY = 1.0
+"""L2 strength on each prompt's difficulty ``c_q``."""
+SEPARATION_SLOPE = 10.0
+"""A candidate's unpenalised length slope beyond this marks its rate unreliable."""
+
 _RIDGE = 1e-6
+_CELL_CHUNK = 2_000_000
+"""Bootstrap rounds are fitted in chunks of about this many (round, candidate, prompt) cells."""
 
 
 @dataclass(frozen=True)
@@ -43,20 +87,37 @@ class LengthControlled:
     opponent: str
     """The model it played."""
     win_rate: float
-    """Predicted preference for the candidate at zero length difference."""
+    """Predicted preference for the candidate at zero length difference, averaged over its
+    prompts; NaN when ``unreliable``."""
     interval: Interval
-    """Percentile bootstrap interval over prompts."""
+    """Percentile bootstrap interval over prompts; NaN when ``unreliable``."""
     raw_win_rate: float
-    """Mean game score over the same games, without length control."""
+    """Mean target (soft preference or hard score) over the same games, without control."""
     length_coefficient: float
-    """``b1``: log-odds of preference per unit of squashed, standardised length difference
-    (positive: the judge prefers the longer answer)."""
+    """``b_m``: log-odds of preference per unit of squashed, standardised length difference
+    (positive: the judge prefers the longer answer). When ``unreliable``, the unpenalised
+    slope that revealed the separation."""
     length_scale: float
-    """``s``: standard deviation of the length difference, in characters."""
+    """``s_m``: standard deviation of the length difference, in characters."""
     n_games: int
-    """Valid games with both lengths known."""
+    """Games with a target and both lengths known."""
     n_prompts: int
     """Prompts behind those games."""
+    score: Score = "hard"
+    """What was fitted: ``soft`` preferences or ``hard`` verdicts (ties as 0.5)."""
+    prompt_difficulty: bool = False
+    """Whether the fit had the per-prompt difficulty term (it needs two candidates or more)."""
+    note: str | None = None
+    """What a reader should know about the fit (e.g. why there is no difficulty term)."""
+    unreliable: str | None = None
+    """Why no rate is given, when the games cannot identify it (near-separation)."""
+
+    def shown(self, rate: Callable[[float, Interval], str]) -> str:
+        """The table cell: the rate with its interval (``rate`` formats them), or why it is
+        unreliable instead of a number."""
+        if self.unreliable:
+            return f"unreliable: {self.unreliable}"
+        return rate(self.win_rate, self.interval)
 
 
 def fit_logistic(
@@ -98,6 +159,243 @@ def fit_logistic(
     return beta
 
 
+def fit_length_glm(
+    grid_count: FloatArray,
+    grid_target: FloatArray,
+    squashed: FloatArray,
+    prompt_weights: FloatArray,
+    *,
+    difficulty: bool,
+    start: tuple[FloatArray, FloatArray, FloatArray] | None = None,
+    iterations: int = 60,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Penalised maximum likelihood of the joint length GLM for many prompt weightings.
+
+    Args:
+        grid_count: (K x Q) games per candidate and prompt.
+        grid_target: (K x Q) mean target per cell, in [0, 1].
+        squashed: (K x Q) squashed length difference per cell.
+        prompt_weights: (R x Q) weight of each prompt in each of R fits.
+        difficulty: fit the per-prompt term ``c_q`` (else it is held at 0).
+        start: (a, b, c) of shapes (K,), (K,), (Q,) to start every fit from (warm start).
+        iterations: Newton steps at most.
+
+    Returns:
+        ``a`` (R x K), ``b`` (R x K), ``c`` (R x Q).
+
+    >>> import numpy as np
+    >>> count = np.ones((1, 4)); y = np.array([[0.0, 1, 1, 1]]); x = np.zeros((1, 4))
+    >>> a, b, c = fit_length_glm(count, y, x, np.ones((1, 4)), difficulty=False)
+    >>> round(float(a[0, 0]), 3)  # 3 - 4 * sigmoid(a) = 0.01 * a: log(3) = 1.099 less ridge
+    1.084
+    """
+    n_fits = prompt_weights.shape[0]
+    k, q = grid_count.shape
+    if start is None:
+        a, b, c = np.zeros((n_fits, k)), np.zeros((n_fits, k)), np.zeros((n_fits, q))
+    else:
+        a = np.tile(start[0], (n_fits, 1))
+        b = np.tile(start[1], (n_fits, 1))
+        c = np.tile(start[2], (n_fits, 1))
+    w = prompt_weights[:, None, :] * grid_count[None]
+    x = squashed[None]
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(a[:, :, None] + b[:, :, None] * x + c[:, None, :])))
+        res = w * (grid_target[None] - p)
+        v = w * p * (1.0 - p)
+        vx = v * x
+        g_a = res.sum(axis=2) - RIDGE_INTERCEPT * a
+        g_b = (res * x).sum(axis=2) - RIDGE_LENGTH * b
+        h_aa = v.sum(axis=2) + RIDGE_INTERCEPT
+        h_ab = vx.sum(axis=2)
+        h_bb = (vx * x).sum(axis=2) + RIDGE_LENGTH
+        if difficulty:
+            # Newton on (a, b, c) with the diagonal prompt block eliminated (Schur
+            # complement): solve for the 2K candidate coefficients, then back-substitute.
+            g_c = res.sum(axis=1) - RIDGE_DIFFICULTY * c
+            d = v.sum(axis=1) + RIDGE_DIFFICULTY
+            cross = np.concatenate([v, vx], axis=1)  # (R, 2K, Q)
+            scaled = cross / d[:, None, :]
+            # A contiguous right operand keeps the batched product on BLAS (numpy falls back
+            # to a slow loop for a transposed view).
+            schur = -np.matmul(scaled, np.ascontiguousarray(cross.transpose(0, 2, 1)))
+            diag = np.arange(k)
+            schur[:, diag, diag] += h_aa
+            schur[:, diag + k, diag + k] += h_bb
+            schur[:, diag, diag + k] += h_ab
+            schur[:, diag + k, diag] += h_ab
+            rhs = np.concatenate([g_a, g_b], axis=1) - np.einsum("rkq,rq->rk", scaled, g_c)
+            step = np.linalg.solve(schur, rhs[:, :, None])[:, :, 0]
+            step_c = (g_c - np.einsum("rkq,rk->rq", cross, step)) / d
+        else:
+            # Candidates are independent: one 2x2 solve each, in closed form.
+            det = h_aa * h_bb - h_ab * h_ab
+            step = np.concatenate(
+                [(h_bb * g_a - h_ab * g_b) / det, (h_aa * g_b - h_ab * g_a) / det], axis=1
+            )
+            step_c = np.zeros_like(c)
+        # Damped: a far optimum (a candidate that lost nearly everything) makes Newton
+        # overshoot; the ridge keeps every optimum finite.
+        step = np.clip(step, -2.0, 2.0)
+        step_c = np.clip(step_c, -2.0, 2.0)
+        a, b, c = a + step[:, :k], b + step[:, k:], c + step_c
+        if max(float(np.max(np.abs(step), initial=0.0)), float(np.max(np.abs(step_c),
+                                                                         initial=0.0))) < 1e-6:
+            break
+    return a, b, c
+
+
+def _pick_score(games: Sequence[PairGames], score: Score | None) -> Score:
+    """Soft when asked, or when every valid game with lengths has a soft preference."""
+    if score is not None:
+        return score
+    for g in games:
+        diff = g.candidate_length - g.opponent_length
+        used = g.valid & ~np.isnan(diff)
+        if not used.any() or np.isnan(g.soft[used]).any():
+            return "hard"
+    return "soft"
+
+
+def _separation(x: FloatArray, y: FloatArray) -> tuple[float, str | None]:
+    """The (almost) unpenalised slope of one candidate's games alone, and the reason its
+    length-controlled rate is unreliable, if it is."""
+    design = np.column_stack([np.ones_like(x), x])
+    slope = float(fit_logistic(design, y, np.ones((1, x.size)))[0, 1])
+    # A record with no wins (or no losses) has nothing for length to split: its rate is an
+    # honest 0% (100%), not a separation.
+    if abs(slope) <= SEPARATION_SLOPE or y.sum() < 1.0 or (1.0 - y).sum() < 1.0:
+        return slope, None
+    longer, shorter = x > 0, x < 0
+    return slope, (
+        f"near-separation: its longer answers won {y[longer].sum():.0f} of {longer.sum()} "
+        f"games and its shorter ones {y[shorter].sum():.0f} of {shorter.sum()}, so length "
+        f"alone almost splits wins from losses (unpenalised length slope {slope:.1f}) and "
+        "the games say nothing about the rate at equal length"
+    )
+
+
+def _grid(
+    rows: Sequence[tuple[FloatArray, FloatArray, list[str]]],
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Pool each candidate's games (squashed length, target, prompt) into (candidate x
+    prompt) cells: a cell's games share the two answers, hence the length difference, so
+    only their count and mean target matter. Returns count, mean target, squashed length."""
+    prompt_ids, _ = group_index([p for r in rows for p in r[2]])
+    column = {p: i for i, p in enumerate(prompt_ids)}
+    shape = (len(rows), len(prompt_ids))
+    count, total, x_sum = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    for m, (x, y, prompts) in enumerate(rows):
+        cols = np.array([column[p] for p in prompts], dtype=np.int64)
+        np.add.at(count[m], cols, 1.0)
+        np.add.at(total[m], cols, y)
+        np.add.at(x_sum[m], cols, x)
+    safe = np.maximum(count, 1.0)
+    return count, np.where(count > 0, total / safe, 0.0), np.where(count > 0, x_sum / safe, 0.0)
+
+
+def length_controlled_all(
+    games: Sequence[PairGames],
+    *,
+    seed: int = 0,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    min_prompts: int = MIN_PROMPTS,
+    score: Score | None = None,
+) -> dict[str, LengthControlled | None]:
+    """Length-controlled win rates of every candidate, from one joint fit.
+
+    Args:
+        games: each candidate's games against the same opponent (the baseline).
+        seed: bootstrap seed.
+        n_boot: bootstrap rounds (0: no interval, NaN bounds).
+        confidence: interval level.
+        min_prompts: fewer prompts with lengths than this give ``None`` for a candidate.
+        score: fit ``soft`` preferences or ``hard`` verdicts; by default soft when every
+            valid game with lengths has a soft preference.
+
+    Returns:
+        candidate -> its result, or ``None`` when fewer than ``min_prompts`` prompts have a
+        valid game with both answer lengths known.
+
+    Raises:
+        ValueError: the candidates played different opponents.
+    """
+    if len({g.opponent for g in games}) > 1:
+        raise ValueError("length control needs every candidate against the same opponent")
+    kind = _pick_score(games, score)
+    out: dict[str, LengthControlled | None] = {}
+    rows: list[tuple[PairGames, FloatArray, FloatArray, float, list[str]]] = []
+    for g in games:
+        diff = g.candidate_length - g.opponent_length
+        target = g.soft if kind == "soft" else g.hard_score
+        use = g.valid & ~np.isnan(diff) & ~np.isnan(target)
+        prompts = [p for p, u in zip(g.prompt_ids, use, strict=True) if u]
+        out[g.candidate] = None
+        if len(set(prompts)) < min_prompts:
+            continue
+        d, y = diff[use], target[use]
+        scale = float(d.std())
+        x = np.tanh(d / scale) if scale > 0 else np.zeros_like(d)
+        slope, reason = _separation(x, y)
+        if reason is not None:
+            out[g.candidate] = LengthControlled(
+                candidate=g.candidate, opponent=g.opponent, win_rate=float("nan"),
+                interval=NAN_INTERVAL, raw_win_rate=float(y.mean()), length_coefficient=slope,
+                length_scale=scale, n_games=int(use.sum()), n_prompts=len(set(prompts)),
+                score=kind, unreliable=reason,
+            )
+            continue
+        rows.append((g, x, y, scale, prompts))
+    if not rows:
+        return out
+    count, target, squashed = _grid([(r[1], r[2], r[4]) for r in rows])
+    k, q = count.shape
+    difficulty = k >= 2
+    ones = np.ones((1, q))
+    a0, b0, c0 = fit_length_glm(count, target, squashed, ones, difficulty=difficulty)
+    present = (count > 0).astype(np.float64)
+
+    def rates(weights: FloatArray, a: FloatArray, c: FloatArray) -> FloatArray:
+        """(R x K) mean of sigmoid(a + c) over each candidate's drawn prompts."""
+        p = 1.0 / (1.0 + np.exp(-(a[:, :, None] + c[:, None, :])))
+        mass = weights[:, None, :] * present[None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result: FloatArray = (p * mass).sum(axis=2) / mass.sum(axis=2)
+        return result
+
+    point = rates(ones, a0, c0)[0]
+    boot = np.empty((n_boot, k))
+    chunk = max(1, _CELL_CHUNK // max(k * q, 1))
+    weights = bootstrap_weights(q, n_boot, seed).astype(np.float64)
+    for lo in range(0, n_boot, chunk):
+        w = weights[lo : lo + chunk]
+        a, _, c = fit_length_glm(
+            count, target, squashed, w, difficulty=difficulty, start=(a0[0], b0[0], c0[0])
+        )
+        boot[lo : lo + chunk] = rates(w, a, c)
+    note = None if difficulty else (
+        "one candidate: no per-prompt difficulty term (it needs two candidates or more "
+        "on the same prompts)"
+    )
+    for m, (g, _, y, scale, prompts) in enumerate(rows):
+        out[g.candidate] = LengthControlled(
+            candidate=g.candidate,
+            opponent=g.opponent,
+            win_rate=float(point[m]),
+            interval=percentile_interval(boot[:, m], confidence),
+            raw_win_rate=float(y.mean()),
+            length_coefficient=float(b0[0, m]),
+            length_scale=scale,
+            n_games=y.size,
+            n_prompts=len(set(prompts)),
+            score=kind,
+            prompt_difficulty=difficulty,
+            note=note,
+        )
+    return out
+
+
 def length_controlled(
     games: PairGames,
     *,
@@ -105,37 +403,16 @@ def length_controlled(
     n_boot: int = 2000,
     confidence: float = 0.95,
     min_prompts: int = MIN_PROMPTS,
+    score: Score | None = None,
 ) -> LengthControlled | None:
-    """The length-controlled win rate, or ``None`` when it cannot be estimated honestly.
+    """The length-controlled win rate of one candidate fitted alone (no difficulty term).
 
     ``None`` when fewer than ``min_prompts`` prompts have a valid game with both answer
     lengths known (judgments without ``first_length``/``second_length`` carry no length).
+    Prefer ``length_controlled_all`` over every candidate: it adds the shared prompt
+    difficulties.
     """
-    diff = games.candidate_length - games.opponent_length
-    use = games.valid & ~np.isnan(diff)
-    if not use.any():
-        return None
-    ids, index = group_index([p for p, u in zip(games.prompt_ids, use, strict=True) if u])
-    if len(ids) < min_prompts:
-        return None
-    d = diff[use]
-    y = games.score[use]
-    scale = float(d.std())
-    squashed = np.tanh(d / scale) if scale > 0 else np.zeros_like(d)
-    x = np.column_stack([np.ones_like(d), squashed])
-    prompt_w = np.vstack(
-        [np.ones((1, len(ids))), bootstrap_weights(len(ids), n_boot, seed).astype(np.float64)]
-    )
-    beta = fit_logistic(x, y, prompt_w[:, index])
-    lc = 1.0 / (1.0 + np.exp(-beta[:, 0]))
-    return LengthControlled(
-        candidate=games.candidate,
-        opponent=games.opponent,
-        win_rate=float(lc[0]),
-        interval=percentile_interval(lc[1:], confidence),
-        raw_win_rate=float(y.mean()),
-        length_coefficient=float(beta[0, 1]),
-        length_scale=scale,
-        n_games=int(use.sum()),
-        n_prompts=len(ids),
-    )
+    return length_controlled_all(
+        [games], seed=seed, n_boot=n_boot, confidence=confidence, min_prompts=min_prompts,
+        score=score,
+    )[games.candidate]

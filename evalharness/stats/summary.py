@@ -3,6 +3,11 @@
 ``summarize`` is the one entry point the CLI, the report and the pipelines share: give it
 judgments and the baseline's name (and, optionally, perplexities and hyperparameters) and it
 returns one frozen ``StatsSummary``. ``to_jsonable`` turns any result into plain JSON values.
+
+**Verdicts** are made here, once, for every output: each candidate's verdict is read from
+its test interval (``headtohead.decide``) at the level Holm's step-down procedure used for
+it (``holm_levels``), so the verdict, the interval printed beside it and the Holm-adjusted
+test always agree. With one candidate that level is the nominal one (95%).
 """
 
 from __future__ import annotations
@@ -21,10 +26,23 @@ from evalharness.invalid import all_invalid_problem
 from evalharness.schema import Judgment, ModelSpec
 from evalharness.stats.bias import JudgeBias, PositionBias, judge_bias, position_bias
 from evalharness.stats.bradley_terry import League, league
-from evalharness.stats.games import pair_games, prompt_scores
-from evalharness.stats.headtohead import HeadToHead, head_to_head_from_scores
+from evalharness.stats.games import (
+    PromptScores,
+    ScoreMode,
+    hard_label,
+    pair_games,
+    prompt_scores,
+    resolve_score,
+)
+from evalharness.stats.headtohead import (
+    HeadToHead,
+    decide,
+    head_to_head_from_scores,
+    interval_at,
+)
 from evalharness.stats.hyperparams import HyperparameterRow, Scalar, hyperparameter_effects
-from evalharness.stats.length import LengthControlled, length_controlled
+from evalharness.stats.intervals import NAN_INTERVAL, Interval
+from evalharness.stats.length import LengthControlled, length_controlled_all
 from evalharness.stats.multiple import holm
 from evalharness.stats.paired import PairedComparison, paired_comparison
 from evalharness.stats.paradox import Paradox, Perplexity, perplexity_paradox
@@ -46,6 +64,14 @@ class CandidateStats:
     """Position and length diagnostics of the judge on these games."""
     length_controlled: LengthControlled | None
     """Length-controlled win rate; None with fewer than 20 prompts with lengths."""
+    verdict: str = "cannot tell"
+    """``better``, ``worse``, ``cannot tell``, ``no valid games``, or why the judge gave no
+    evidence (it split or tied most prompts); read from ``verdict_interval``."""
+    verdict_interval: Interval = NAN_INTERVAL
+    """The test interval at ``verdict_level``: the interval shown beside the verdict."""
+    verdict_level: float = float("nan")
+    """Level of ``verdict_interval``: the nominal confidence, raised by Holm's step-down
+    procedure when several candidates are tested (see ``holm_levels``)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,18 @@ class StatsSummary:
     """Bootstrap rounds."""
     confidence: float
     """Interval level."""
+    score: ScoreMode = "hard"
+    """The score behind win rates, intervals, tests and length control (``hard``: winner
+    labels; ``soft``: ``weight_a``)."""
+    n_prompts_both_orders: int = 0
+    """Prompt comparisons (one prompt, one candidate against the baseline) with a valid game
+    in each order."""
+    n_prompts_one_order: int = 0
+    """Prompt comparisons judged (validly) in one order only."""
+    orders: str = ""
+    """What was done, in words: both orders, one order, or how many of each."""
+    position_note: str = ""
+    """What the position-A rate means here (or why there is none)."""
     problem: str | None = None
     """Why the numbers say nothing, with the fix: every judgment was invalid (the judge's
     replies could not be read). The summary is still complete, with 0 valid games."""
@@ -151,6 +189,64 @@ def infer_baseline(judgments: Sequence[Judgment]) -> str:
     )
 
 
+def holm_levels(p_values: Sequence[float], alpha: float) -> list[float]:
+    """The interval level for each test that makes it agree with Holm's decision.
+
+    Holm sorts the p-values and rejects the i-th smallest (0-based) while each so far is
+    below ``alpha / (m - i)``; it stops at the first that is not (``r`` rejected). An
+    interval at level ``1 - alpha / (m - i)`` excludes the null exactly when the i-th is
+    rejected; every test from the stopping point on gets ``1 - alpha / (m - r)``, where its
+    p-value is at least the threshold, so its interval holds the null. By hand for
+    (0.01, 0.04, 0.03, 0.5) at 0.05: 0.01 < 0.05/4 is rejected at level 1 - 0.0125; 0.03 is
+    not below 0.05/3, so Holm stops and the rest get 1 - 0.05/3.
+
+    >>> [round(v, 4) for v in holm_levels([0.01, 0.04, 0.03, 0.5], 0.05)]
+    [0.9875, 0.9833, 0.9833, 0.9833]
+    >>> holm_levels([0.2], 0.05)
+    [0.95]
+    """
+    m = len(p_values)
+    order = np.argsort(np.asarray(p_values, dtype=np.float64), kind="stable")
+    levels = [0.0] * m
+    rejected = 0
+    for i, index in enumerate(order):
+        if rejected == i and p_values[index] < alpha / (m - i):
+            rejected += 1
+        levels[index] = 1.0 - alpha / (m - min(i, rejected))
+    return levels
+
+
+def _orders(n_both: int, n_one: int, single: bool) -> str:
+    """The sentence every output uses to say in which orders the prompts were judged.
+
+    >>> _orders(50, 0, True), _orders(0, 50, True)
+    ('each prompt judged in both orders', 'each prompt judged in one order only')
+    >>> _orders(30, 20, True)
+    '30 of 50 prompts judged in both orders, 20 in one order only'
+    """
+    unit = "prompts" if single else "prompt comparisons (a prompt, one candidate)"
+    if n_both + n_one == 0:
+        return "no prompt has a valid game"
+    if n_one == 0:
+        return "each prompt judged in both orders"
+    if n_both == 0:
+        return "each prompt judged in one order only"
+    return f"{n_both} of {n_both + n_one} {unit} judged in both orders, {n_one} in one order only"
+
+
+def _position_note(position: PositionBias, n_one: int) -> str:
+    """What the overall position-A rate says, and what it does not."""
+    if position.n_both_orders == 0:
+        return ("No prompt was judged in both orders, so the judge's position preference "
+                "cannot be measured (on one-order games 'position A won' is only the record "
+                "of whichever model was shown first) and nothing cancels it in the win rates.")
+    note = (f"Measured on the {position.n_both_orders} prompts judged in both orders, where "
+            "judging both orders cancels it in the win rates")
+    if n_one:
+        note += f"; the {n_one} prompt comparisons judged in one order only keep it"
+    return note + "."
+
+
 def summarize(
     judgments: Sequence[Judgment],
     baseline: str,
@@ -161,6 +257,7 @@ def summarize(
     perplexity: Mapping[str, Perplexity | tuple[float, float]] | None = None,
     hyperparameters: Mapping[str, Mapping[str, Scalar]] | Sequence[ModelSpec] | None = None,
     paired_limit: int = PAIRED_LIMIT,
+    score: ScoreMode | None = None,
 ) -> StatsSummary:
     """Compute every statistic for ``judgments`` against ``baseline``.
 
@@ -173,11 +270,15 @@ def summarize(
         perplexity: optional candidate -> (token perplexity, bits per byte).
         hyperparameters: optional candidate -> hyperparameters, or ``ModelSpec`` objects.
         paired_limit: compare adapters pairwise among at most this many best candidates.
+        score: ``hard`` (winner labels), ``soft`` (``weight_a``), or ``None``: soft when
+            every valid game has a soft preference (``games.resolve_score``).
 
     Raises:
-        UserError: ``baseline`` does not appear in the judgments.
+        UserError: ``baseline`` does not appear in the judgments, or ``score="soft"`` and
+            some valid game has no soft preference.
     """
     kept, n_dup = dedupe(list(judgments))
+    mode = resolve_score(kept, score)
     models = sorted({m for j in kept for m in (j.first, j.second)})
     if baseline not in models:
         raise UserError(
@@ -193,19 +294,28 @@ def summarize(
         - {baseline}
     )
     rows: list[tuple[HeadToHead, JudgeBias, LengthControlled | None]] = []
-    all_scores = []
-    for name in opponents:
-        games = pair_games(kept, name, baseline)
+    all_scores: list[PromptScores] = []
+    all_games = {name: pair_games(kept, name, baseline, mode) for name in opponents}
+    # One joint fit: the prompts' difficulties are shared by every candidate.
+    lc_by_name = length_controlled_all(list(all_games.values()), seed=seed, n_boot=n_boot,
+                                       confidence=confidence, score=mode)
+    for name, games in all_games.items():
         scores = prompt_scores(games)
         all_scores.append(scores)
         h2h = head_to_head_from_scores(
             scores, games, seed=seed, n_boot=n_boot, confidence=confidence
         )
-        lc = length_controlled(games, seed=seed, n_boot=n_boot, confidence=confidence)
-        rows.append((h2h, judge_bias(games), lc))
-    adjusted = holm([r[0].p_value for r in rows])
+        rows.append((h2h, judge_bias(games), lc_by_name[name]))
+    alpha = 1.0 - confidence
+    p_values = [r[0].p_value for r in rows]
+    adjusted = holm(p_values)
+    made = []
+    for (h, b, lc), p, level, sc in zip(rows, adjusted, holm_levels(p_values, alpha),
+                                        all_scores, strict=True):
+        shown = interval_at(h, sc, level)
+        made.append(CandidateStats(h, p, b, lc, decide(h, shown), shown, level))
     candidates = sorted(
-        (CandidateStats(h, p, b, lc) for (h, b, lc), p in zip(rows, adjusted, strict=True)),
+        made,
         key=lambda c: (-np.nan_to_num(c.head_to_head.win_rate, nan=-1.0), c.head_to_head.candidate),
     )
     # Best first, so "a - b" reads as how far the better-ranked adapter leads.
@@ -219,17 +329,25 @@ def summarize(
     sizes = [c.head_to_head.n_prompts for c in candidates if c.head_to_head.n_prompts > 0]
     # A baseline without a valid game (every judgment invalid) has no place to anchor the
     # league; an empty league lets the rest be reported, with ``problem`` saying why.
-    anchored = any(j.winner is not None and baseline in (j.first, j.second) for j in kept)
-    standings = (league(kept, baseline, seed=seed, n_boot=n_boot, confidence=confidence)
+    anchored = any(j.valid and baseline in (j.first, j.second) for j in kept)
+    # Until the league reads outcomes through games.position_a_score, a soft-only game plays
+    # there with the hard label its preference rounds to (it would be dropped otherwise).
+    battles = [j if j.winner is not None or j.weight_a is None
+               else j.model_copy(update={"winner": hard_label(j)}) for j in kept]
+    standings = (league(battles, baseline, seed=seed, n_boot=n_boot, confidence=confidence)
                  if anchored else League(baseline, (), 0, 0, n_boot, seed, confidence))
+    n_both = sum(c.head_to_head.n_both_orders for c in candidates)
+    n_one = sum(c.head_to_head.n_one_order for c in candidates)
+    position = position_bias(kept)
+    judges = ", ".join(sorted({j.judge for j in kept}))
     return StatsSummary(
         baseline=baseline,
         judges=tuple(sorted({j.judge for j in kept})),
         n_judgments=len(kept),
-        n_invalid=sum(j.winner is None for j in kept),
+        n_invalid=sum(not j.valid for j in kept),
         n_duplicates=n_dup,
         candidates=tuple(candidates),
-        position=position_bias(kept),
+        position=position,
         league=standings,
         paired=tuple(AdjustedPair(c, p) for c, p in zip(comparisons, paired_adjusted, strict=True)),
         paradox=perplexity_paradox(
@@ -253,7 +371,13 @@ def summarize(
         seed=seed,
         n_boot=n_boot,
         confidence=confidence,
-        problem=all_invalid_problem(kept, ", ".join(sorted({j.judge for j in kept}))),
+        score=mode,
+        n_prompts_both_orders=n_both,
+        n_prompts_one_order=n_one,
+        orders=_orders(n_both, n_one, len(candidates) == 1),
+        position_note=_position_note(position, n_one),
+        # A soft-only game has no winner yet is valid: only judgments without either count.
+        problem=None if any(j.valid for j in kept) else all_invalid_problem(kept, judges),
     )
 
 

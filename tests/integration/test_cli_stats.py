@@ -218,3 +218,42 @@ def test_power_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "win rate" in err
     code, _, err = run(["power"], capsys)
     assert code == 2 and "--win-rate" in err
+
+
+def test_stats_reads_soft_only_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A published annotator's rows: one order, a soft preference, no hard winner at all."""
+    path = tmp_path / "soft.jsonl"
+    weights = [0.9, 0.8, 0.3, 0.7, 0.6, 0.2, 0.95, 0.55]
+    path.write_text("".join(json.dumps({"prompt_id": f"p{i}", "first": "tuned", "second": "base",
+                                        "weight_a": w}) + "\n" for i, w in enumerate(weights)))
+    code, out, _ = run(["stats", str(path), "--baseline", "base", "--bootstrap", "200",
+                        "--format", "json"], capsys)
+    assert code == 0
+    record = json.loads(out)
+    h = record["candidates"][0]["head_to_head"]
+    assert record["score"] == "soft" and record["n_invalid"] == 0
+    assert h["n_prompts"] == 8 and h["win_rate"] == pytest.approx(sum(weights) / 8)
+    assert record["orders"] == "each prompt judged in one order only"
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"winner": "B", "weight_a": 0.99},
+     'bad.jsonl:2: winner is "B" but weight_a 0.99 says P(A better) is above 0.75'),
+    ({"winner": "A", "weight_a": 0.1},
+     'bad.jsonl:2: winner is "A" but weight_a 0.1 says P(A better) is below 0.25'),
+    ({"winner": None, "weight_a": 1.7}, "bad.jsonl:2: field 'weight_a'"),
+    ({"weight_a": -0.4}, "bad.jsonl:2: field 'weight_a'"),
+    ({}, "bad.jsonl:2: the judgment has neither a 'winner' nor a soft preference 'weight_a'"),
+])
+def test_stats_refuses_contradictory_and_out_of_range_soft_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], row: dict[str, object], message: str
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = {"prompt_id": "p0", "first": "tuned", "second": "base", "winner": "A"}
+    path.write_text(json.dumps(good) + "\n"
+                    + json.dumps({"prompt_id": "p1", "first": "tuned", "second": "base", **row})
+                    + "\n")
+    code, out, err = run(["stats", str(path), "--baseline", "base"], capsys)
+    assert code == 2
+    text = " ".join((out + err).split())
+    assert message in text and "Fix:" in text

@@ -68,6 +68,12 @@ def _wait_for_engine(process: subprocess.Popen[str], tag: dict[str, str], ready:
 
 @pytest.mark.parametrize("backend", ["vllm", "vllm-server"])
 def test_sigterm_ends_every_engine_process(kit, tmp_path: Path, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM while the engine loads: exit 143, manifest ``interrupted``, nothing left.
+
+    Offline, the signal lands in vLLM's wait for the engine's handshake, where vLLM's
+    ``zmq_socket_ctx`` catches ``KeyboardInterrupt`` (so ``Terminated`` too) and goes on to
+    wait ten minutes for an engine it has abandoned; ``signals.not_swallowed`` carries it
+    through. The server runs in its own process group, stopped with ``killpg``."""
     tag = new_tag()
     process = subprocess.Popen(
         [sys.executable, "-m", "evalharness", "generate", "baseline",
