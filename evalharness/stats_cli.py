@@ -19,7 +19,7 @@ from evalharness.console import LiteralConsole, literal, output_console
 from evalharness.errors import UserError
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load only when a command runs
-    from evalharness.stats import Interval, StatsSummary
+    from evalharness.stats import Interval, Standing, StatsSummary
     from evalharness.stats.games import ScoreMode
     from evalharness.stats.paradox import Paradox
 
@@ -36,6 +36,19 @@ def _ci(interval: Interval | None) -> str:
 
 def _p(value: float) -> str:
     return f"{value:.3g}" if value >= 0.001 else "<0.001"
+
+
+def _league_cells(s: Standing) -> tuple[str, str, str, str]:
+    """Strength, its interval, win probability and its interval of a league row; a model that
+    won (lost) every game shows its one-sided exact bound instead of a point."""
+    if s.bound == "lower":
+        return (f"≥ {s.interval.low:+.2f}", "won every game",
+                f"≥ {_pct(s.win_probability_interval.low)}", _ci(s.win_probability_interval))
+    if s.bound == "upper":
+        return (f"≤ {s.interval.high:+.2f}", "lost every game",
+                f"≤ {_pct(s.win_probability_interval.high)}", _ci(s.win_probability_interval))
+    return (_num(s.strength), f"[{s.interval.low:+.2f}, {s.interval.high:+.2f}]",
+            _pct(s.win_probability), _ci(s.win_probability_interval))
 
 
 def _num(value: float, digits: int = 2) -> str:
@@ -147,6 +160,10 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
             str(h.n_invalid),
         )
     console.print(h2h)
+    from evalharness.stats.summary import length_notes
+
+    for note in length_notes(summary):
+        console.print(literal(f"Length control: {note}"), soft_wrap=True)
     bias = Table(title="Judge bias")
     for column in (
         "candidate",
@@ -195,14 +212,18 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
         bt.add_row(
             str(s.rank),
             literal(s.model),
-            _num(s.strength),
-            f"[{s.interval.low:+.2f}, {s.interval.high:+.2f}]",
-            _pct(s.win_probability),
-            _ci(s.win_probability_interval),
+            *_league_cells(s),
             f"{s.rank_interval.low:.0f}-{s.rank_interval.high:.0f}",
             str(s.n_games),
         )
     console.print(bt)
+    if any(s.bound for s in summary.league.standings):
+        console.print(
+            "A model that won (lost) every game has no finite strength: ≥ (≤) is the one-sided "
+            "exact bound, the strength at which a record that perfect still has a "
+            f"{100 * (1 - summary.confidence) / 2:g}% chance against its opponents' fitted "
+            "strengths."
+        )
     if summary.paired:
         paired = Table(title="Adapter against adapter (same prompts, paired)")
         for column in (

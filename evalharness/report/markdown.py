@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from evalharness.redact import redact_text
 from evalharness.report.data import ReportData
-from evalharness.stats import Interval, wilson
+from evalharness.stats import Interval, Standing, wilson
+from evalharness.stats.summary import length_notes
 
 _NUMERIC = re.compile(r"^[-+<$]?\d")
 
@@ -194,9 +195,7 @@ def _summary(data: ReportData) -> Section:
         blocks.append(Paragraph(f"Warning: {s.problem}"))
     if data.prompts_note:
         blocks.append(Paragraph(f"Note: {data.prompts_note}."))
-    lc_notes = sorted({c.length_controlled.note for c in s.candidates
-                       if c.length_controlled and c.length_controlled.note})
-    blocks += [Paragraph(f"Length control: {note}") for note in lc_notes]
+    blocks += [Paragraph(f"Length control: {note}") for note in length_notes(s)]
     blocks += [
         Table(f"Head to head against {s.baseline} (ties count half)", tuple(columns),
               tuple(rows)),
@@ -231,8 +230,7 @@ def _league(data: ReportData) -> Section | None:
     lg = s.league
     rows = tuple(
         (st.model, str(st.rank), f"{st.rank_interval.low:.0f}-{st.rank_interval.high:.0f}",
-         num_ci(st.strength, st.interval, sign=True),
-         rate(st.win_probability, st.win_probability_interval), str(st.n_games))
+         *_league_cells(st), str(st.n_games))
         for st in lg.standings
     )
     round_robin = any(s.baseline not in (j.first, j.second) for j in data.judgments)
@@ -244,6 +242,10 @@ def _league(data: ReportData) -> Section | None:
             f"{lg.n_prompts} prompts, {scope}), {lg.n_boot} bootstrap "
             f"rounds over prompts. Strength is the log-odds of beating {s.baseline} "
             f"(fixed at 0); the rank range is the {level} bootstrap interval of the rank."
+            + (f" A model that won (lost) every game has no finite strength: ≥ (≤) gives the "
+               f"one-sided exact bound, the strength at which a record that perfect still has "
+               f"a {100 * (1 - s.confidence) / 2:g}% chance against its opponents' fitted "
+               "strengths." if any(st.bound for st in lg.standings) else "")
         ),
         Table("League (Bradley-Terry)", ("model", "rank", f"rank range {level}",
                                          f"strength, {level}",
@@ -264,6 +266,26 @@ def _league(data: ReportData) -> Section | None:
             ),
         ))
     return Section("league", "League", tuple(blocks))
+
+
+def _league_cells(st: Standing) -> tuple[str, str]:
+    """Strength and win-probability cells of a league row: point and interval, or the
+    one-sided bound of a model that won (lost) every game.
+
+    >>> from evalharness.stats import Interval
+    >>> st = Standing("a", float("inf"), Interval(0.81, float("inf")), 1.0,
+    ...               Interval(0.692, 1.0), 1, Interval(1, 1), 10, "lower")
+    >>> _league_cells(st)
+    ('≥ +0.81 (won every game)', '≥ 69.2%')
+    """
+    if st.bound == "lower":
+        return (f"≥ {num(st.interval.low, 2, True)} (won every game)",
+                f"≥ {pct(st.win_probability_interval.low)}")
+    if st.bound == "upper":
+        return (f"≤ {num(st.interval.high, 2, True)} (lost every game)",
+                f"≤ {pct(st.win_probability_interval.high)}")
+    return (num_ci(st.strength, st.interval, sign=True),
+            rate(st.win_probability, st.win_probability_interval))
 
 
 def _perplexity(data: ReportData) -> Section | None:

@@ -6,25 +6,43 @@ and adapter against adapter where a round robin was judged. The model is
     P(i beats j) = sigmoid(theta_i - theta_j)
 
 with ``theta`` of the baseline fixed at 0, so a strength reads as log-odds of beating the
-baseline (``sigmoid(theta)`` is the expected win rate against it). A tie counts half a win to
-each side. The fit is Newton's method on the exact log-likelihood (plus a ``1e-6`` ridge that
-only matters when a model won or lost every game, where the unpenalised maximum is at
-infinity). Intervals come from resampling prompts with replacement: each prompt carries all
+baseline (``sigmoid(theta)`` is the expected win rate against it). Each game's outcome is the
+score of the chosen mode (``games.position_a_score``): hard, a win is 1 and a tie half a win
+to each side; soft, the side's soft preference, so the likelihood
+``sum_games y log sigmoid(theta_i - theta_j) + (1 - y) log sigmoid(theta_j - theta_i)`` takes
+fractional outcomes. The fit is Newton's method on the exact log-likelihood (plus a ``1e-6``
+ridge that only matters when a model won or lost every game, where the unpenalised maximum is
+at infinity). Intervals come from resampling prompts with replacement: each prompt carries all
 its games, for every pair, and all rounds are fitted together as one batch of arrays.
+
+**A perfect or hopeless record.** A model (other than the baseline) that took every point of
+every game it played has no finite maximum-likelihood strength, and every bootstrap round
+repeats the record, so the percentile interval would be the ridge's value with zero width.
+Such a model gets instead a one-sided exact bound: its strength is ``+inf`` (win probability
+100%), and its interval is ``[L, +inf]`` where ``L`` is the strength at which a record that
+perfect still has a ``(1 - confidence) / 2`` chance (2.5% at 95%) with every opponent at its
+fitted strength, i.e. ``sum_j n_j log sigmoid(L - theta_j) = log(0.025)`` over its ``n_j``
+games against each opponent ``j``. Against the baseline alone this is the exact
+(Clopper-Pearson) lower bound ``0.025 ** (1 / n)`` of the win probability. ``Standing.bound``
+is ``"lower"`` for such a model (``"upper"``, interval ``[-inf, U]`` and strength ``-inf``,
+for one that lost every point) and the reports print "≥" (or "≤") instead of a point. Its
+rank interval still comes from the bootstrap (the ridge keeps the order).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy import optimize
 from scipy import stats as sps
 
 from evalharness.errors import UserError
 from evalharness.schema import Judgment
-from evalharness.stats.games import group_index
+from evalharness.stats.games import ScoreMode, group_index, position_a_score
 from evalharness.stats.intervals import (
     Interval,
     bootstrap_weights,
@@ -47,8 +65,8 @@ class Battles:
     prompt_ids: tuple[str, ...]
     """Every prompt with a valid game, sorted."""
     wins: FloatArray
-    """(prompts x models x models): points model i took from model j on the prompt (a win
-    is 1, a tie 0.5 to each side)."""
+    """(prompts x models x models): points model i took from model j on the prompt (hard: a
+    win is 1, a tie 0.5 to each side; soft: each side's soft preference)."""
 
     @property
     def n_games(self) -> int:
@@ -56,8 +74,11 @@ class Battles:
         return round(float(self.wins.sum()))
 
 
-def battles_from_judgments(judgments: Iterable[Judgment]) -> Battles:
-    """Collect every valid judgment into per-prompt win counts.
+def battles_from_judgments(
+    judgments: Iterable[Judgment], score: ScoreMode = "hard"
+) -> Battles:
+    """Collect every valid judgment into per-prompt win counts, each game scored in mode
+    ``score`` (``games.position_a_score``: hard 1 / 0.5 / 0, soft the preference).
 
     >>> from evalharness.schema import Judgment
     >>> b = battles_from_judgments([
@@ -68,15 +89,14 @@ def battles_from_judgments(judgments: Iterable[Judgment]) -> Battles:
     >>> b.models, b.wins[0].tolist()
     (('x', 'y'), [[0.0, 1.5], [0.5, 0.0]])
     """
-    valid = [j for j in judgments if j.winner is not None]
-    models, _ = group_index([m for j in valid for m in (j.first, j.second)] or [])
-    prompts, p_index = group_index([j.prompt_id for j in valid] or [])
+    scored = [(j, position_a_score(j, score)) for j in judgments]
+    valid = [(j, a_score) for j, a_score in scored if a_score is not None]
+    models, _ = group_index([m for j, _ in valid for m in (j.first, j.second)] or [])
+    prompts, p_index = group_index([j.prompt_id for j, _ in valid] or [])
     position = {m: i for i, m in enumerate(models)}
-    a = np.array([position[j.first] for j in valid], dtype=np.int64)
-    b = np.array([position[j.second] for j in valid], dtype=np.int64)
-    a_points = np.array(
-        [{"A": 1.0, "B": 0.0, "tie": 0.5}[str(j.winner)] for j in valid], dtype=np.float64
-    )
+    a = np.array([position[j.first] for j, _ in valid], dtype=np.int64)
+    b = np.array([position[j.second] for j, _ in valid], dtype=np.int64)
+    a_points = np.array([a_score for _, a_score in valid], dtype=np.float64)
     wins = np.zeros((len(prompts), len(models), len(models)))
     np.add.at(wins, (p_index, a, b), a_points)
     np.add.at(wins, (p_index, b, a), 1.0 - a_points)
@@ -139,13 +159,18 @@ class Standing:
     win_probability: float
     """``sigmoid(strength)``: expected win rate against the baseline."""
     win_probability_interval: Interval
-    """Bootstrap interval of ``win_probability``."""
+    """Bootstrap interval of ``win_probability`` (``[sigmoid(L), 1]`` under a lower bound)."""
     rank: int
     """1 = strongest."""
     rank_interval: Interval
     """Bootstrap interval of the rank (how settled the place is)."""
     n_games: int
     """Valid games the model played."""
+    bound: Literal["lower", "upper"] | None = None
+    """``"lower"``: the model took every point, so ``strength`` is ``+inf`` and
+    ``interval`` is the one-sided exact bound ``[L, +inf]`` (reports print "≥ L");
+    ``"upper"``: it lost every point (``-inf``, ``[-inf, U]``, "≤ U"); ``None``: a finite
+    fit with a bootstrap interval."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +208,40 @@ def bootstrap_bradley_terry(
     return out
 
 
+def record_bound(
+    strengths: FloatArray, games: FloatArray, tail: float, *, lower: bool = True
+) -> float:
+    """The one-sided exact bound of a model that won (``lower``) or lost every game.
+
+    Args:
+        strengths: fitted strengths of its opponents.
+        games: games it played against each of them.
+        tail: the chance left to a record that perfect at the bound, e.g. 0.025.
+        lower: won every game (a lower bound), else lost every game (an upper bound).
+
+    Returns:
+        ``L`` with ``sum_j games_j * log sigmoid(L - strengths_j) = log(tail)`` (won every
+        game), or ``U`` with ``sum_j games_j * log sigmoid(strengths_j - U) = log(tail)``.
+
+    >>> import numpy as np
+    >>> bound = record_bound(np.array([0.0]), np.array([10.0]), 0.025)
+    >>> round(float(1 / (1 + np.exp(-bound))), 4), round(0.025 ** (1 / 10), 4)
+    (0.6915, 0.6915)
+    """
+    sign = 1.0 if lower else -1.0
+    theta = sign * strengths[games > 0]
+    n = games[games > 0]
+    target = float(np.log(tail))
+
+    def excess(x: float) -> float:
+        return float(-(n * np.logaddexp(0.0, theta - x)).sum()) - target
+
+    lo, hi = float(theta.min()) - 50.0, float(theta.max()) + 50.0
+    while excess(lo) > 0.0:
+        lo -= 50.0
+    return sign * float(optimize.brentq(excess, lo, hi, xtol=1e-12))
+
+
 def league_from_battles(
     battles: Battles,
     baseline: str,
@@ -205,16 +264,27 @@ def league_from_battles(
     # Rank 1 = strongest; ties in a round share the better rank.
     boot_rank = sps.rankdata(-boot, axis=1, method="min")
     rank = sps.rankdata(-theta, method="min")
-    games = (total + total.T).sum(axis=1)
+    played = total + total.T
+    games = played.sum(axis=1)
+    tail = (1.0 - confidence) / 2.0
     standings = []
     for i, model in enumerate(battles.models):
+        strength = float(theta[i])
         interval = percentile_interval(boot[:, i], confidence)
+        bound: Literal["lower", "upper"] | None = None
+        perfect = total[:, i].sum() <= 1e-12
+        if i != ref and games[i] > 0 and (perfect or total[i].sum() <= 1e-12):
+            # No finite maximum: a one-sided exact bound, not the ridge's value.
+            bound = "lower" if perfect else "upper"
+            limit = record_bound(theta, played[i], tail, lower=perfect)
+            strength = float("inf") if perfect else float("-inf")
+            interval = Interval(limit, float("inf")) if perfect else Interval(float("-inf"), limit)
         standings.append(
             Standing(
                 model=model,
-                strength=float(theta[i]),
+                strength=strength,
                 interval=interval,
-                win_probability=float(1.0 / (1.0 + np.exp(-theta[i]))),
+                win_probability=float(1.0 / (1.0 + np.exp(-strength))),
                 win_probability_interval=Interval(
                     float(1.0 / (1.0 + np.exp(-interval.low))),
                     float(1.0 / (1.0 + np.exp(-interval.high))),
@@ -222,6 +292,7 @@ def league_from_battles(
                 rank=int(rank[i]),
                 rank_interval=percentile_interval(boot_rank[:, i].astype(np.float64), confidence),
                 n_games=round(float(games[i])),
+                bound=bound,
             )
         )
     standings.sort(key=lambda s: (-s.strength, s.model))
@@ -243,14 +314,16 @@ def league(
     seed: int = 0,
     n_boot: int = 1000,
     confidence: float = 0.95,
+    score: ScoreMode = "hard",
 ) -> League:
-    """Bradley-Terry league of every model in ``judgments``, strengths relative to ``baseline``.
+    """Bradley-Terry league of every model in ``judgments``, strengths relative to ``baseline``,
+    each game scored in mode ``score`` (soft: fractional outcomes).
 
     Raises:
         UserError: ``baseline`` played no valid game.
     """
     return league_from_battles(
-        battles_from_judgments(judgments),
+        battles_from_judgments(judgments, score),
         baseline,
         seed=seed,
         n_boot=n_boot,

@@ -8,6 +8,7 @@ the same prompt order give the same resamples, which is what pairs two statistic
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -108,16 +109,26 @@ def bootstrap_weights(n_items: int, n_boot: int, seed: int) -> IntArray:
     """``n_boot`` resamples of ``n_items`` prompts as a (n_boot x n_items) count matrix.
 
     Row ``b`` says how many times each prompt was drawn in round ``b``; every row sums to
-    ``n_items``.
+    ``n_items``. The same arguments give the same (read-only, cached) matrix: a summary
+    draws it once for every candidate with the same number of prompts.
 
     >>> w = bootstrap_weights(5, 3, seed=0)
     >>> w.shape, w.sum(axis=1).tolist()
     ((3, 5), [5, 5, 5])
     """
+    return _bootstrap_weights(n_items, n_boot, seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _bootstrap_weights(n_items: int, n_boot: int, seed: int) -> IntArray:
     rng = np.random.default_rng(seed)
     if n_items == 0:
-        return np.zeros((n_boot, 0), dtype=np.int64)
-    return rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=n_boot).astype(np.int64)
+        weights = np.zeros((n_boot, 0), dtype=np.int64)
+    else:
+        weights = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items),
+                                  size=n_boot).astype(np.int64)
+    weights.flags.writeable = False
+    return weights
 
 
 def percentile_interval(samples: FloatArray, confidence: float = 0.95) -> Interval:

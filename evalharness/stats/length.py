@@ -28,7 +28,13 @@ pull on ``b_m`` biases LC, because a verbose candidate's squashed differences ar
 positive and a shrunken slope moves into the intercept), ``c_q`` 1.0 (prompt difficulties of
 about +-1 log-odds; it also fixes the level shared by intercepts and difficulties). The fit
 is Newton's method on the whole design, with the prompt block eliminated by its Schur
-complement so a step costs (2 x candidates)^2 x prompts.
+complement so a step costs (2 x candidates)^2 x prompts. The bootstrap refits every round to
+the same fixed point (to 1e-5 in log-odds) but faster (``bootstrap_length_glm``):
+quasi-Newton steps from the full-data fit, with each round's Hessian approximated once at
+that fit under the round's weights (exact prompt block and per-candidate 2x2 blocks, the
+coupling through the shared difficulties by its leading rank-one part), the gradients in
+single precision; a round that does not converge is refitted exactly. 57 candidates x 805
+prompts with 1,000 rounds take about 3 s instead of about 100 s.
 
 **Separation.** When a candidate's longer answers (almost) all win and its shorter ones
 (almost) all lose, the rate "at equal length" sits where there are no informative games and
@@ -43,12 +49,14 @@ candidate is left out of the joint fit, so it cannot distort the shared difficul
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
 from evalharness.stats.games import PairGames, group_index
 from evalharness.stats.intervals import (
@@ -116,7 +124,7 @@ class LengthControlled:
         """The table cell: the rate with its interval (``rate`` formats them), or why it is
         unreliable instead of a number."""
         if self.unreliable:
-            return f"unreliable: {self.unreliable}"
+            return "unreliable (see note)"  # the reason is a sentence: printed below tables
         return rate(self.win_rate, self.interval)
 
 
@@ -245,6 +253,200 @@ def fit_length_glm(
     return a, b, c
 
 
+def _glm_gradient(
+    count: FloatArray, target: FloatArray, squashed: FloatArray, weights: FloatArray,
+    a: FloatArray, b: FloatArray, c: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Gradient of the penalised log-likelihood in (a, b, c) for R weightings at once.
+
+    Works in single precision on (rounds x K x Q) cells, in place, a chunk of rounds at a
+    time: the bootstrap's cost is these passes over memory, and float32 halves it. Sums
+    accumulate in double precision where they are reduced over prompts.
+    """
+    f32 = np.float32
+    k, q = count.shape
+    x32, y32, n32 = squashed.astype(f32), target.astype(f32), count.astype(f32)
+    g_a, g_b, g_c = np.empty_like(a), np.empty_like(b), np.empty_like(c)
+    chunk = max(1, _CELL_CHUNK // max(k * q, 1))
+    for lo in range(0, a.shape[0], chunk):
+        hi = lo + chunk
+        cells = np.multiply(b[lo:hi].astype(f32)[:, :, None], x32[None])
+        cells += a[lo:hi].astype(f32)[:, :, None]
+        cells += c[lo:hi].astype(f32)[:, None, :]
+        special.expit(cells, out=cells)  # p
+        np.subtract(y32[None], cells, out=cells)
+        cells *= n32[None]
+        cells *= weights[lo:hi].astype(f32)[:, None, :]  # weighted residuals
+        g_a[lo:hi] = cells.sum(axis=2, dtype=np.float64)
+        g_b[lo:hi] = np.einsum("rkq,kq->rk", cells, x32)
+        g_c[lo:hi] = cells.sum(axis=1, dtype=np.float64)
+    g_a -= RIDGE_INTERCEPT * a
+    g_b -= RIDGE_LENGTH * b
+    g_c -= RIDGE_DIFFICULTY * c
+    return g_a, g_b, g_c
+
+
+@dataclass(frozen=True)
+class _RoundHessians:
+    """Each bootstrap round's approximate Hessian of the joint GLM, factored for solving (see
+    ``bootstrap_length_glm``); arrays have one row per round."""
+
+    u: FloatArray
+    """(2K, Q): the candidate-prompt block at the fit, unweighted."""
+    d: FloatArray
+    """(R, Q): the prompt block (diagonal) under each round's weights."""
+    weights: FloatArray
+    """(R, Q): the rounds' prompt weights."""
+    h_aa: FloatArray
+    h_ab: FloatArray
+    h_bb: FloatArray
+    """(R, K): each candidate's 2x2 block before the prompt elimination."""
+    e: FloatArray
+    """(2K,): leading direction of the coupling through the difficulties."""
+    gain: FloatArray
+    """(R,): the Sherman-Morrison factor of the rank-one coupling (finite and >= 0 when
+    the approximation is positive definite)."""
+
+    @classmethod
+    def at_fit(cls, u: FloatArray, x: FloatArray, w: FloatArray) -> _RoundHessians:
+        """The rounds' Hessians at the fit whose curvature block is ``u`` (``[v; v x]``)."""
+        k = u.shape[0] // 2
+        v, vx = u[:k], u[k:]
+        d = w * v.sum(axis=0) + RIDGE_DIFFICULTY
+        f = w * w / d
+        h_aa = w @ v.T + RIDGE_INTERCEPT
+        h_ab = w @ vx.T
+        h_bb = w @ (vx * x).T + RIDGE_LENGTH
+        # The coupling sum_q f_rq u_q u_q^T: its leading direction (from the rounds'
+        # average) and each round's weight along it.
+        _, vectors = np.linalg.eigh((u * f.mean(axis=0)) @ u.T)
+        e = vectors[:, -1]
+        sigma = f @ (e @ u) ** 2
+        hessians = cls(u, d, w, h_aa, h_ab, h_bb, e, np.zeros(w.shape[0]))
+        d_inv_e = hessians.block_solve(np.tile(e, (w.shape[0], 1)), slice(None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = sigma / (1.0 - sigma * (d_inv_e @ e))
+        return dataclasses.replace(hessians, gain=gain)
+
+    def block_solve(self, rhs: FloatArray, rows: npt.NDArray[np.int64] | slice) -> FloatArray:
+        """Solve with each candidate's 2x2 block: (rows, 2K) -> (rows, 2K)."""
+        k = self.h_aa.shape[1]
+        h_aa, h_ab, h_bb = self.h_aa[rows], self.h_ab[rows], self.h_bb[rows]
+        det = h_aa * h_bb - h_ab * h_ab
+        r_a, r_b = rhs[:, :k], rhs[:, k:]
+        return np.concatenate([(h_bb * r_a - h_ab * r_b) / det,
+                               (h_aa * r_b - h_ab * r_a) / det], axis=1)
+
+    def solve(
+        self, rows: npt.NDArray[np.int64], g_a: FloatArray, g_b: FloatArray, g_c: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """The quasi-Newton step (candidates', prompts') of ``rows`` from their gradient."""
+        wr, dr = self.weights[rows], self.d[rows]
+        rhs = np.concatenate([g_a, g_b], axis=1) - (wr * g_c / dr) @ self.u.T
+        step = self.block_solve(rhs, rows)
+        d_inv_e = self.block_solve(np.tile(self.e, (rows.size, 1)), rows)
+        step += d_inv_e * (self.gain[rows] * (step @ self.e))[:, None]
+        return step, (g_c - wr * (step @ self.u)) / dr
+
+
+def bootstrap_length_glm(
+    grid_count: FloatArray,
+    grid_target: FloatArray,
+    squashed: FloatArray,
+    prompt_weights: FloatArray,
+    fit: tuple[FloatArray, FloatArray, FloatArray],
+    *,
+    iterations: int = 25,
+    tolerance: float = 1e-5,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The joint length GLM (with difficulties) refitted for many prompt weightings, fast.
+
+    The same fixed point as ``fit_length_glm(..., difficulty=True)`` on each weighting, to
+    ``tolerance`` (largest parameter change, log-odds, of the last step), reached by
+    quasi-Newton iterations started at the full-data fit ``fit``: only the gradient is
+    evaluated at the current point; the step uses a fixed approximation ``P_r`` of round
+    ``r``'s Hessian, so each iteration costs a few passes over the (rounds x candidates x
+    prompts) cells and no matrix factorisation. ``P_r`` is built at ``fit`` under the
+    round's own weights:
+
+    - the prompt block (diagonal, ``d_rq = w_rq V_q + lambda_c``) is eliminated exactly
+      (Schur complement), so undrawn and repeated prompts are weighed right;
+    - the candidates' Schur complement ``S_r = H_r - sum_q f_rq u_q u_q^T``
+      (``f_rq = w_rq**2 / d_rq``, ``u_q`` the prompt's column of the candidate-prompt
+      block) is approximated by its exact 2x2 intercept/slope block of each candidate minus
+      the rank-one part of the coupling through the shared difficulties along its leading
+      direction ``e`` (``sigma_r e e^T``, ``sigma_r = sum_q f_rq (e . u_q)**2``): that part
+      is the level shared by every intercept and every difficulty, and almost all of the
+      coupling. It is inverted in closed form (2x2 blocks and the Sherman-Morrison formula).
+
+    On leaderboard-like data each iteration shrinks the error about fivefold, so a round
+    converges in 8-10 iterations; the first needs no pass over the cells (at ``fit`` a
+    round's gradient is linear in its weights). Rounds not converged after ``iterations``
+    are refitted exactly with ``fit_length_glm``.
+
+    Args:
+        grid_count, grid_target, squashed: the (K x Q) grid, as in ``fit_length_glm``.
+        prompt_weights: (R x Q) weight of each prompt in each of R fits.
+        fit: the full-data (a, b, c), shapes (K,), (K,), (Q,).
+        iterations: iterations at most before the exact refit.
+        tolerance: largest parameter change (log-odds) of a converged round.
+
+    Returns:
+        ``a`` (R x K), ``b`` (R x K), ``c`` (R x Q).
+    """
+    a0, b0, c0 = fit
+    k = grid_count.shape[0]
+    n_fits = prompt_weights.shape[0]
+    if n_fits == 0:
+        return np.zeros((0, k)), np.zeros((0, k)), np.zeros((0, c0.size))
+    w = prompt_weights
+    x = squashed
+    p0 = special.expit(a0[:, None] + b0[:, None] * x + c0[None, :])
+    v = grid_count * p0 * (1.0 - p0)  # (K, Q) curvature per cell at the fit
+    vx = v * x
+    u = np.concatenate([v, vx], axis=0)  # (2K, Q): the candidate-prompt block, unweighted
+    hessians = _RoundHessians.at_fit(u, x, w)
+    gain = hessians.gain
+
+    a, b, c = np.tile(a0, (n_fits, 1)), np.tile(b0, (n_fits, 1)), np.tile(c0, (n_fits, 1))
+    # At the fit the gradient is linear in the weights.
+    res0 = grid_count * (grid_target - p0)
+    g_a = w @ res0.T - RIDGE_INTERCEPT * a
+    g_b = w @ (res0 * x).T - RIDGE_LENGTH * b
+    g_c = w * res0.sum(axis=0) - RIDGE_DIFFICULTY * c
+    active = np.isfinite(gain) & (gain >= 0.0)
+    rows = np.flatnonzero(active)
+    for iteration in range(iterations):
+        if iteration:
+            rows = np.flatnonzero(active)
+            if rows.size == 0:
+                break
+            g_a, g_b, g_c = _glm_gradient(grid_count, grid_target, x, w[rows], a[rows],
+                                          b[rows], c[rows])
+        elif rows.size < n_fits:
+            g_a, g_b, g_c = g_a[rows], g_b[rows], g_c[rows]
+        wr = w[rows]
+        step, step_c = hessians.solve(rows, g_a, g_b, g_c)
+        # Damped as in fit_length_glm; an undrawn prompt's difficulty goes straight to 0
+        # (only its ridge acts on it, and it weighs nothing).
+        step = np.clip(step, -2.0, 2.0)
+        step_c = np.where(wr > 0, np.clip(step_c, -2.0, 2.0), step_c)
+        a[rows] += step[:, :k]
+        b[rows] += step[:, k:]
+        c[rows] += step_c
+        change = np.maximum(np.abs(step).max(axis=1, initial=0.0),
+                            np.abs(np.where(wr > 0, step_c, 0.0)).max(axis=1, initial=0.0))
+        active[rows[change < tolerance]] = False
+    rows = np.flatnonzero(active | ~(np.isfinite(gain) & (gain >= 0.0)))
+    chunk = max(1, _CELL_CHUNK // max(grid_count.size, 1))
+    for lo in range(0, rows.size, chunk):
+        part = rows[lo : lo + chunk]
+        a[part], b[part], c[part] = fit_length_glm(
+            grid_count, grid_target, squashed, w[part], difficulty=True, start=fit
+        )
+    return a, b, c
+
+
 def _pick_score(games: Sequence[PairGames], score: Score | None) -> Score:
     """Soft when asked, or when every valid game with lengths has a soft preference."""
     if score is not None:
@@ -358,22 +560,29 @@ def length_controlled_all(
 
     def rates(weights: FloatArray, a: FloatArray, c: FloatArray) -> FloatArray:
         """(R x K) mean of sigmoid(a + c) over each candidate's drawn prompts."""
-        p = 1.0 / (1.0 + np.exp(-(a[:, :, None] + c[:, None, :])))
-        mass = weights[:, None, :] * present[None]
+        out = np.empty_like(a)
+        chunk = max(1, _CELL_CHUNK // max(k * q, 1))
+        present32 = present.astype(np.float32)
+        for lo in range(0, a.shape[0], chunk):
+            hi = lo + chunk
+            p = np.add(a[lo:hi].astype(np.float32)[:, :, None],
+                       c[lo:hi].astype(np.float32)[:, None, :])
+            special.expit(p, out=p)
+            p *= present32[None]
+            out[lo:hi] = np.einsum("rkq,rq->rk", p, weights[lo:hi].astype(np.float32))
         with np.errstate(invalid="ignore", divide="ignore"):
-            result: FloatArray = (p * mass).sum(axis=2) / mass.sum(axis=2)
+            result: FloatArray = out / (weights @ present.T)
         return result
 
     point = rates(ones, a0, c0)[0]
-    boot = np.empty((n_boot, k))
-    chunk = max(1, _CELL_CHUNK // max(k * q, 1))
     weights = bootstrap_weights(q, n_boot, seed).astype(np.float64)
-    for lo in range(0, n_boot, chunk):
-        w = weights[lo : lo + chunk]
+    if difficulty:
+        a, _, c = bootstrap_length_glm(count, target, squashed, weights, (a0[0], b0[0], c0[0]))
+    else:
         a, _, c = fit_length_glm(
-            count, target, squashed, w, difficulty=difficulty, start=(a0[0], b0[0], c0[0])
+            count, target, squashed, weights, difficulty=False, start=(a0[0], b0[0], c0[0])
         )
-        boot[lo : lo + chunk] = rates(w, a, c)
+    boot = rates(weights, a, c)
     note = None if difficulty else (
         "one candidate: no per-prompt difficulty term (it needs two candidates or more "
         "on the same prompts)"

@@ -29,7 +29,6 @@ from evalharness.stats.bradley_terry import League, league
 from evalharness.stats.games import (
     PromptScores,
     ScoreMode,
-    hard_label,
     pair_games,
     prompt_scores,
     resolve_score,
@@ -295,7 +294,15 @@ def summarize(
     )
     rows: list[tuple[HeadToHead, JudgeBias, LengthControlled | None]] = []
     all_scores: list[PromptScores] = []
-    all_games = {name: pair_games(kept, name, baseline, mode) for name in opponents}
+    # Each candidate's judgments in one pass (pair_games on the whole list per candidate
+    # would read every judgment once per candidate).
+    against: dict[str, list[Judgment]] = {name: [] for name in opponents}
+    for j in kept:
+        if baseline in (j.first, j.second):
+            other = j.second if j.first == baseline else j.first
+            if other in against:
+                against[other].append(j)
+    all_games = {name: pair_games(against[name], name, baseline, mode) for name in opponents}
     # One joint fit: the prompts' difficulties are shared by every candidate.
     lc_by_name = length_controlled_all(list(all_games.values()), seed=seed, n_boot=n_boot,
                                        confidence=confidence, score=mode)
@@ -330,11 +337,9 @@ def summarize(
     # A baseline without a valid game (every judgment invalid) has no place to anchor the
     # league; an empty league lets the rest be reported, with ``problem`` saying why.
     anchored = any(j.valid and baseline in (j.first, j.second) for j in kept)
-    # Until the league reads outcomes through games.position_a_score, a soft-only game plays
-    # there with the hard label its preference rounds to (it would be dropped otherwise).
-    battles = [j if j.winner is not None or j.weight_a is None
-               else j.model_copy(update={"winner": hard_label(j)}) for j in kept]
-    standings = (league(battles, baseline, seed=seed, n_boot=n_boot, confidence=confidence)
+    # Each game plays in the league with its score in the chosen mode (soft: fractional).
+    standings = (league(kept, baseline, seed=seed, n_boot=n_boot, confidence=confidence,
+                        score=mode)
                  if anchored else League(baseline, (), 0, 0, n_boot, seed, confidence))
     n_both = sum(c.head_to_head.n_both_orders for c in candidates)
     n_one = sum(c.head_to_head.n_one_order for c in candidates)
@@ -401,3 +406,14 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def length_notes(summary: StatsSummary) -> list[str]:
+    """What every output says below its table about length control: why a candidate's
+    length-controlled rate is unreliable, and what the fit could not include."""
+    notes = [f"{c.head_to_head.candidate}'s length-controlled win rate is unreliable: "
+             f"{c.length_controlled.unreliable}" for c in summary.candidates
+             if c.length_controlled and c.length_controlled.unreliable]
+    notes += sorted({c.length_controlled.note for c in summary.candidates
+                     if c.length_controlled and c.length_controlled.note})
+    return notes

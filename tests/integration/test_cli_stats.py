@@ -257,3 +257,29 @@ def test_stats_refuses_contradictory_and_out_of_range_soft_rows(
     assert code == 2
     text = " ".join((out + err).split())
     assert message in text and "Fix:" in text
+
+
+def test_a_perfect_record_prints_a_bound_not_a_zero_width_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "tuned" won all 25 prompts in both orders (50 games); "other" won 15 of 25.
+    path = tmp_path / "j.jsonl"
+    write_judgments(path, 25, 0)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for i in range(25):
+        won = i < 15
+        rows.append({"prompt_id": f"p{i}", "first": "other", "second": "base",
+                     "winner": "A" if won else "B"})
+        rows.append({"prompt_id": f"p{i}", "first": "base", "second": "other",
+                     "winner": "B" if won else "A"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run(["stats", str(path), "--baseline", "base", "--bootstrap", "200"], capsys)
+    assert code == 0
+    bound = 0.025 ** (1 / 50)  # exact one-sided bound of 50 wins in 50 games
+    assert f"≥ {100 * bound:.1f}%" in out and "won every game" in out
+    assert "[100.0, 100.0]" not in out
+    code, out, _ = run(["stats", str(path), "--baseline", "base", "--bootstrap", "200",
+                        "--format", "json"], capsys)
+    tuned = next(s for s in json.loads(out)["league"]["standings"] if s["model"] == "tuned")
+    assert tuned["bound"] == "lower" and tuned["interval"]["high"] is None
+    assert tuned["win_probability_interval"]["low"] == pytest.approx(bound, abs=1e-9)

@@ -168,6 +168,14 @@ def test_demo_prints_the_leaderboard_and_the_report_path(cli, kit, tmp_path: Pat
     report = Path(flat.split("open the report: ")[1].split()[0])
     assert report.is_file() and report.read_text().startswith("<!DOCTYPE html>")
 
+    # The figures the README quotes are this fresh demo run's (regenerate them with the
+    # command in evalharness/demo/figures.py when a change moves them).
+    from evalharness.demo.figures import quoted_block, render
+    from evalharness.report.data import load_report_data
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert quoted_block(readme) == render(load_report_data(report.parent).stats)
+
 
 def test_python_api_as_an_optimisation_objective(kit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import evalharness

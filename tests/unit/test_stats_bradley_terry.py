@@ -116,3 +116,73 @@ def test_unknown_baseline_is_a_user_error() -> None:
 
     with pytest.raises(UserError, match="baseline 'nope'"):
         league(simulated_league(0, {"base": 0.0, "a": 0.5}, 5, False), "nope", n_boot=10)
+
+
+def test_a_perfect_record_gets_a_one_sided_exact_bound_not_a_zero_width_interval() -> None:
+    # "x" beat the baseline on all 10 prompts: against the baseline alone the bound is the
+    # exact (Clopper-Pearson) one-sided bound: P(win) = 0.025 ** (1 / 10).
+    from scipy import stats as sps
+
+    js = [game(f"x{q}", f"q{q}", "x", "base", "A") for q in range(10)]
+    js += [game(f"y{q}", f"q{q}", "base", "y", "A" if q < 7 else "B") for q in range(10)]
+    result = league(js, "base", n_boot=200, seed=0)
+    x = next(s for s in result.standings if s.model == "x")
+    assert x.bound == "lower" and x.strength == np.inf and x.win_probability == 1.0
+    assert x.interval.high == np.inf and x.interval.high > x.interval.low
+    exact = sps.binomtest(10, 10).proportion_ci(0.95, method="exact").low
+    assert x.win_probability_interval.low == pytest.approx(exact, abs=1e-9)
+    assert x.win_probability_interval.low == pytest.approx(0.025 ** 0.1, abs=1e-9)
+    assert x.win_probability_interval.high == 1.0
+    assert x.interval.low == pytest.approx(np.log(0.025**0.1 / (1 - 0.025**0.1)), abs=1e-9)
+    y = next(s for s in result.standings if s.model == "y")
+    assert y.bound is None and np.isfinite(y.strength)
+    assert result.standings[0].model == "x"
+
+
+def test_a_hopeless_record_against_several_opponents_gets_the_hand_computed_bound() -> None:
+    # "z" lost all 6 games to the baseline and all 4 to "a"; "a" beat the baseline 3 of 5.
+    from scipy import optimize
+
+    js = [game(f"zb{q}", f"q{q}", "base", "z", "A") for q in range(6)]
+    js += [game(f"za{q}", f"q{q}", "z", "a", "B") for q in range(4)]
+    js += [game(f"ab{q}", f"q{q}", "a", "base", "A" if q < 3 else "B") for q in range(5)]
+    result = league(js, "base", n_boot=100, seed=0)
+    by = {s.model: s for s in result.standings}
+    z = by["z"]
+    assert z.bound == "upper" and z.strength == -np.inf and z.win_probability == 0.0
+    assert z.interval.low == -np.inf and z.interval.high > z.interval.low
+    theta_a = by["a"].strength
+    assert by["a"].bound is None and np.isfinite(theta_a)
+
+    def chance(u: float) -> float:  # P(lose all 10 games) at strength u, minus 2.5%
+        p_lose = 6 * np.log(1 / (1 + np.exp(u))) + 4 * np.log(1 / (1 + np.exp(u - theta_a)))
+        return float(p_lose - np.log(0.025))
+
+    hand = optimize.brentq(chance, -30, 30, xtol=1e-12)
+    assert z.interval.high == pytest.approx(hand, abs=1e-7)
+    assert z.win_probability_interval.high == pytest.approx(1 / (1 + np.exp(-hand)), abs=1e-9)
+    assert z.win_probability_interval.low == 0.0
+    assert result.standings[-1].model == "z"
+
+
+def soft_game(key: str, prompt: str, first: str, second: str, weight_a: float) -> Judgment:
+    return Judgment(key=key, prompt_id=prompt, judge="j", first=first, second=second,
+                    verdict=None, winner=None, weight_a=weight_a)
+
+
+def test_soft_preferences_are_fractional_outcomes() -> None:
+    # x vs base: preferences 0.9, 0.6 (x as A) and 0.3 for A = base (x takes 0.7): x took
+    # 0.9 + 0.6 + 0.7 = 2.2 of 3 points, so theta = log(2.2 / 0.8) by hand.
+    js = [soft_game("1", "p", "x", "base", 0.9), soft_game("2", "q", "x", "base", 0.6),
+          soft_game("3", "r", "base", "x", 0.3)]
+    soft = battles_from_judgments(js, "soft")
+    np.testing.assert_allclose(soft.wins.sum(axis=0), [[0.0, 0.8], [2.2, 0.0]])
+    assert soft.n_games == 3
+    theta = fit_bradley_terry(soft.wins.sum(axis=0), reference=0)
+    assert theta[1] == pytest.approx(np.log(2.2 / 0.8), abs=1e-5)
+    result = league(js, "base", n_boot=50, score="soft")
+    x = next(s for s in result.standings if s.model == "x")
+    assert x.strength == pytest.approx(np.log(2.2 / 0.8), abs=1e-5)
+    # Hard: each preference rounds to a win for x: 3 of 3, a perfect record.
+    hard = league(js, "base", n_boot=50, score="hard")
+    assert next(s for s in hard.standings if s.model == "x").bound == "lower"

@@ -176,3 +176,37 @@ def test_hard_is_used_unless_every_game_has_a_soft_preference() -> None:
     assert length_controlled(partial, n_boot=0).score == "hard"  # type: ignore[union-attr]
     forced = length_controlled(g, n_boot=0, score="hard")
     assert forced is not None and forced.raw_win_rate == pytest.approx(g.score.mean())
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_fast_bootstrap_equals_the_exact_refit_bootstrap(soft: bool) -> None:
+    # Every round refitted exactly (Newton to convergence on the round's weights) against
+    # the quasi-Newton bootstrap the summary uses: same coefficients and intervals.
+    from evalharness.stats.intervals import bootstrap_weights, percentile_interval
+    from evalharness.stats.length import _grid, bootstrap_length_glm, fit_length_glm
+
+    games, _ = planted(3, soft=soft, n_prompts=300)
+    rows = []
+    for g in games[:8]:
+        d = g.candidate_length - g.opponent_length
+        rows.append((np.tanh(d / d.std()), g.soft if soft else g.score, list(g.prompt_ids)))
+    count, target, squashed = _grid(rows)
+    q = count.shape[1]
+    a0, b0, c0 = fit_length_glm(count, target, squashed, np.ones((1, q)), difficulty=True)
+    weights = bootstrap_weights(q, 300, seed=0).astype(np.float64)
+    start = (a0[0], b0[0], c0[0])
+    fast = bootstrap_length_glm(count, target, squashed, weights, start)
+    exact = fit_length_glm(count, target, squashed, weights, difficulty=True, start=start)
+    for ours, theirs in zip(fast, exact, strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    present = count > 0
+
+    def rates(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+        mass = weights[:, None, :] * present[None]
+        return (sigmoid(a[:, :, None] + c[:, None, :]) * mass).sum(axis=2) / mass.sum(axis=2)
+
+    fast_rates, exact_rates = rates(fast[0], fast[2]), rates(exact[0], exact[2])
+    for m in range(count.shape[0]):
+        lo_f, hi_f = percentile_interval(fast_rates[:, m])
+        lo_e, hi_e = percentile_interval(exact_rates[:, m])
+        assert lo_f == pytest.approx(lo_e, abs=1e-5) and hi_f == pytest.approx(hi_e, abs=1e-5)

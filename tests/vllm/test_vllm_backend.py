@@ -172,13 +172,16 @@ def test_server_that_never_becomes_ready_is_stopped_and_reported(kit, run_cli_su
                                  prompts, "--max-new-tokens", "8")
     assert earlier.returncode == 0
     run_dir = _only_run(tmp_path / "runs")
-    prompts.write_text(prompts.read_text() + json.dumps({"id": "q2", "prompt": "Hi?"}) + "\n")
+    kept = (run_dir / "answers.jsonl").read_bytes()
     done = run_cli_subprocess("generate", "baseline", kit.adapter("qv-r8"), "--prompts",
                               prompts, "--max-new-tokens", "8", "--backend", "vllm-server",
-                              "--ready-timeout", "3", "--run-dir", run_dir)
+                              "--ready-timeout", "3")
     assert done.returncode == 2, done.stderr[-2000:]
     assert "did not become ready within 3 s" in " ".join(done.stderr.split())
-    assert len(read_jsonl(run_dir / "answers.jsonl")) == 2, "earlier answers were lost"
+    assert (run_dir / "answers.jsonl").read_bytes() == kept, "earlier answers were touched"
+    (failed,) = [p for p in (tmp_path / "runs").iterdir() if p != run_dir]
+    assert json.loads((failed / "manifest.json").read_text())["status"] == "failed"
+    assert (failed / "vllm-server.log").exists()  # where to read why it was slow
     assert vllm_server_processes() == []
 
 
