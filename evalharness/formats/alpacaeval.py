@@ -27,11 +27,9 @@ from evalharness.formats.common import (
     Collector,
     Imported,
     Problems,
-    SourceFile,
-    expand,
     field_text,
     prompt_of,
-    read_records,
+    read_sources,
     winner_of_weight,
 )
 from evalharness.rows import Row
@@ -74,14 +72,13 @@ def read_alpacaeval(sources: Sequence[Path], baseline: str | None = None) -> Imp
     """
     problems = Problems("AlpacaEval files")
     found = Collector(FORMAT, problems)
-    files: list[SourceFile] = []
     outputs: list[list[Row]] = []
     annotations: list[list[Row]] = []
-    for path in expand(sources, (".json", ".jsonl")):
-        rows = read_records(path, "AlpacaEval file")
-        files.append(SourceFile(path, len(rows)))
+    files, contents = read_sources(sources, (".json", ".jsonl"), "AlpacaEval file")
+    for source, rows in zip(files, contents, strict=True):
         if not rows:
-            problems.add(str(path), "the file holds no records", "pass a non-empty file")
+            problems.add(str(source.path), "the file holds no records",
+                         "pass a non-empty file")
         elif "preference" in rows[0].fields:
             annotations.append(rows)
         elif "output" in rows[0].fields:

@@ -23,11 +23,9 @@ from evalharness.formats.common import (
     Collector,
     Imported,
     Problems,
-    SourceFile,
-    expand,
     field_text,
     prompt_of,
-    read_records,
+    read_sources,
 )
 from evalharness.rows import Row, text_id
 from evalharness.schema import Winner
@@ -50,11 +48,9 @@ def read_arenahard(sources: Sequence[Path], baseline: str | None = None) -> Impo
     """
     problems = Problems("Arena-Hard-Auto files")
     found = Collector(FORMAT, problems)
-    files: list[SourceFile] = []
     judged: list[Row] = []
-    for path in expand(sources, (".jsonl",)):
-        rows = read_records(path, "Arena-Hard-Auto file")
-        files.append(SourceFile(path, len(rows)))
+    files, contents = read_sources(sources, (".jsonl",), "Arena-Hard-Auto file")
+    for rows in contents:
         for row in rows:
             fields = row.fields
             if "games" in fields:

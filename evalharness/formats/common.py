@@ -263,3 +263,16 @@ def field_text(row: Row, name: str, problems: Problems, fix: str) -> str | None:
     got = "missing" if value is None else f"{type(value).__name__}, not text"
     problems.add(row.where, f"field '{name}' is {got}", fix)
     return None
+
+
+def read_sources(sources: Iterable[Path], suffixes: tuple[str, ...], what: str
+                 ) -> tuple[list[SourceFile], list[list[Row]]]:
+    """Every file in ``sources`` (folders searched for ``suffixes``) read as records: the
+    files for the manifest's provenance, and each file's records."""
+    files: list[SourceFile] = []
+    contents: list[list[Row]] = []
+    for path in expand(sources, suffixes):
+        rows = read_records(path, what)
+        files.append(SourceFile(path, len(rows)))
+        contents.append(rows)
+    return files, contents

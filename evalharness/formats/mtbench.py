@@ -20,10 +20,8 @@ from evalharness.formats.common import (
     Collector,
     Imported,
     Problems,
-    SourceFile,
-    expand,
     field_text,
-    read_records,
+    read_sources,
 )
 from evalharness.rows import Row
 from evalharness.schema import Winner
@@ -55,11 +53,9 @@ def read_mtbench(sources: Sequence[Path], baseline: str | None = None) -> Import
     """
     problems = Problems("MT-Bench files")
     found = Collector(FORMAT, problems)
-    files: list[SourceFile] = []
     judged: list[Row] = []
-    for path in expand(sources, (".jsonl",)):
-        rows = read_records(path, "MT-Bench file")
-        files.append(SourceFile(path, len(rows)))
+    files, contents = read_sources(sources, (".jsonl",), "MT-Bench file")
+    for rows in contents:
         for row in rows:
             if "g1_winner" in row.fields:
                 judged.append(row)

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from evalharness.cli import app, main
+from evalharness.cli import app
 from evalharness.formats.alpacaeval import prompt_id
 from evalharness.keys import file_sha256
 from tests.helpers import read_jsonl
 from tests.helpers import write_jsonl as write_flat
+from tests.integration.test_cli_stats import run
 
 assert any(c.name == "import" for c in app.registered_commands)  # the CLI has the verbs
 
@@ -27,14 +28,6 @@ PREFERENCES: list[float | None] = [1.9, 1.8, 1.2, 1.5, 1.95, None]
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_flat(path, rows)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return (code if isinstance(code, int) else 0), out, err
 
 
 def outputs(model: str) -> list[dict[str, str]]:
