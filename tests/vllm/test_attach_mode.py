@@ -110,7 +110,12 @@ def test_self_check_on_a_plain_enable_lora_server_measures_without_killing_it(  
             assert _served(url) == [str(kit.base)]
         print(f"contamination caught in {caught} of 2 runs")
     server_log = (tmp_path / "server.log").read_text(errors="replace")
-    assert "EngineDeadError" not in server_log and "einsum" not in server_log
+    # Only while it served: stopping the server at the end of the block (SIGTERM) makes vLLM
+    # log an EngineDeadError of its own shutdown.
+    served = server_log.split("trigger received signal", 1)[0]
+    crashes = [line for line in served.splitlines()
+               if "EngineDeadError" in line or "einsum" in line]
+    assert crashes == [], crashes[:5]
 
     # n_tokens means the same as on hf: the same answer has the same length (vLLM's usage
     # counts the end-of-sequence token; the answer does not).
