@@ -131,15 +131,13 @@ class LLMJudge:
                  seed: int | None = None, notify: Notify | None = None) -> None:
         self.config = config
         self.url = config.shown_url
-        self._secret = ""
         if client is None:
             try:
                 import openai
             except ImportError:  # pragma: no cover - openai is a core dependency
                 raise MissingExtraError("openai", "openai", "the LLM judge") from None
-            self._secret = api_key_for(config)
             client = openai.AsyncOpenAI(base_url=strip_userinfo(config.base_url),
-                                        api_key=self._secret, max_retries=0,
+                                        api_key=api_key_for(config), max_retries=0,
                                         timeout=config.timeout_s)
         self._client = client
         self._sleep: Sleep = sleep or asyncio.sleep
