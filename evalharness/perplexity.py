@@ -160,10 +160,17 @@ def _text_field(fields: dict[str, object], name: str) -> str:
     return value
 
 
+SCORING = "rolling-windows-v1"
+"""How texts are scored, in every perplexity key: records made before texts longer than the
+context were scored in rolling windows (one pass past the context, up to 4.7% off) carry no
+such mark, so they are recomputed once instead of being reused."""
+
+
 def record_key(model_key: str, example: EvalExample, engine: str) -> str:
-    """Content key of a perplexity record: the model, the engine, and exactly what is
-    scored."""
+    """Content key of a perplexity record: the model, the engine, the scoring method
+    (``SCORING``), and exactly what is scored."""
     return content_key({
+        "scoring": SCORING,
         "engine": engine,
         "model": model_key,
         "text": example.text,

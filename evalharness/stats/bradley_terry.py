@@ -27,6 +27,13 @@ games against each opponent ``j``. Against the baseline alone this is the exact
 is ``"lower"`` for such a model (``"upper"``, interval ``[-inf, U]`` and strength ``-inf``,
 for one that lost every point) and the reports print "≥" (or "≤") instead of a point. Its
 rank interval still comes from the bootstrap (the ridge keeps the order).
+
+**Near-perfect records and ties only.** A bootstrap round in which a model took every point
+(or none) has no finite strength either: it counts as ``+inf`` (``-inf``), so when such
+rounds pass the interval's tail the interval is open on that side (``[+1.95, +inf]``)
+instead of ending at the ridge's value. A record the resampling cannot vary (every game a
+tie) would get a zero-width interval; it gets the Wald interval from the fit's Fisher
+information instead (``wald_interval``).
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ from evalharness.stats.intervals import (
 FloatArray = npt.NDArray[np.float64]
 
 _RIDGE = 1e-6
+_OPEN = 1e9
+"""Stand-in for an infinite bootstrap strength while taking percentiles."""
 _CHUNK_ELEMENTS = 4_000_000
 """Bootstrap rounds are fitted in chunks of about this many (round, i, j) cells."""
 
@@ -196,7 +205,12 @@ class League:
 def bootstrap_bradley_terry(
     battles: Battles, reference: int, *, n_boot: int, seed: int
 ) -> FloatArray:
-    """Strengths refitted on ``n_boot`` prompt resamples: a (n_boot x models) array."""
+    """Strengths refitted on ``n_boot`` prompt resamples: a (n_boot x models) array.
+
+    A round in which a model took every point it played (or none) has no finite maximum:
+    its strength there is ``+inf`` (``-inf``), not the ridge's value, so an interval whose
+    upper (lower) end such rounds reach is open on that side.
+    """
     n_prompts, k, _ = battles.wins.shape
     weights = bootstrap_weights(n_prompts, n_boot, seed).astype(np.float64)
     flat = battles.wins.reshape(n_prompts, k * k)
@@ -204,8 +218,58 @@ def bootstrap_bradley_terry(
     out = np.empty((n_boot, k))
     for start in range(0, n_boot, chunk):
         resampled = (weights[start : start + chunk] @ flat).reshape(-1, k, k)
-        out[start : start + chunk] = fit_bradley_terry(resampled, reference)
+        fitted = fit_bradley_terry(resampled, reference)
+        won, lost = resampled.sum(axis=2), resampled.sum(axis=1)
+        played = (won + lost) > 1e-12
+        fitted = np.where(played & (lost <= 1e-12), np.inf, fitted)
+        fitted = np.where(played & (won <= 1e-12), -np.inf, fitted)
+        fitted[:, reference] = 0.0
+        out[start : start + chunk] = fitted
     return out
+
+
+def strength_interval(samples: FloatArray, confidence: float) -> Interval:
+    """Percentile interval of bootstrap strengths that may hold ``+-inf`` (perfect rounds):
+    an end that falls among them is infinite.
+
+    >>> import numpy as np
+    >>> strength_interval(np.array([1.0] * 90 + [np.inf] * 10), 0.95)
+    Interval(low=1.0, high=inf)
+    """
+    clipped = np.clip(np.nan_to_num(samples, nan=0.0, posinf=_OPEN, neginf=-_OPEN),
+                      -_OPEN, _OPEN)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = (float(v) for v in np.percentile(clipped, [tail, 100.0 - tail]))
+    return Interval(-np.inf if low <= -_OPEN / 2 else low, np.inf if high >= _OPEN / 2
+                    else high)
+
+
+def wald_interval(total: FloatArray, theta: FloatArray, reference: int, index: int,
+                  confidence: float) -> Interval:
+    """``theta[index] +- z * se`` with ``se`` from the fit's Fisher information.
+
+    Used where the bootstrap has no spread to show: a record of ties only is the same in
+    every resample, yet 64 tied games are not certainty (binomial variance at the fitted
+    probability). Against the baseline alone ``se = 1 / sqrt(n p (1 - p))``: 64 ties give
+    ``+-1.96 * 0.25``.
+
+    >>> import numpy as np
+    >>> w = np.array([[0.0, 32.0], [32.0, 0.0]])
+    >>> iv = wald_interval(w, np.zeros(2), 1, 0, 0.95)
+    >>> round(iv.high, 4), round(1.959964 * 0.25, 4)
+    (0.49, 0.49)
+    """
+    k = theta.size
+    n = total + total.T
+    p = 1.0 / (1.0 + np.exp(theta[None, :] - theta[:, None]))
+    v = n * p * (1.0 - p)
+    info = -v
+    info[np.arange(k), np.arange(k)] += v.sum(axis=1)
+    free = [i for i in range(k) if i != reference]
+    covariance = np.linalg.pinv(info[np.ix_(free, free)])
+    se = float(np.sqrt(max(covariance[free.index(index), free.index(index)], 0.0)))
+    z = float(sps.norm.ppf(0.5 + confidence / 2.0))
+    return Interval(float(theta[index]) - z * se, float(theta[index]) + z * se)
 
 
 def record_bound(
@@ -270,7 +334,10 @@ def league_from_battles(
     standings = []
     for i, model in enumerate(battles.models):
         strength = float(theta[i])
-        interval = percentile_interval(boot[:, i], confidence)
+        interval = strength_interval(boot[:, i], confidence)
+        if i != ref and games[i] > 0 and interval.high - interval.low < 1e-9:
+            # Every resample the same record (all ties): the fit's own uncertainty.
+            interval = wald_interval(total, theta, ref, i, confidence)
         bound: Literal["lower", "upper"] | None = None
         perfect = total[:, i].sum() <= 1e-12
         if i != ref and games[i] > 0 and (perfect or total[i].sum() <= 1e-12):

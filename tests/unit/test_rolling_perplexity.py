@@ -204,3 +204,34 @@ def test_ppl_records_the_window_in_records_and_manifest(kit: Any, cli: Any,
     assert manifest["ppl_windows"] == {"window": context, "stride": context, "texts": 2}
     windows = {r["example_id"]: r["window"] for r in read_jsonl(run / "perplexity.jsonl")}
     assert windows == {"long": context, "just-past": context, "short": None}
+
+
+def test_a_single_pass_record_from_before_windows_is_recomputed(kit: Any, cli: Any,
+                                                               tmp_path: Path) -> None:
+    """A run scored before rolling windows existed holds, for a text past the context, one
+    pass beyond ``max_position_embeddings`` (2-5% off). Rerun, that record is not reused:
+    every record is rescored under the current scoring and the long text gets its window."""
+    from evalharness.keys import content_key
+    from tests.helpers import read_jsonl, write_jsonl
+
+    texts = _kit_texts(kit)
+    data = write_jsonl(tmp_path / "long.jsonl", [{"id": name, "text": text}
+                                                 for name, text in texts.items()])
+    assert cli("ppl", "baseline", "--base", kit.base, "--data", data).code == 0
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if (p / "manifest.json").exists()]
+    records = read_jsonl(run / "perplexity.jsonl")
+    manifest = json.loads((run / "manifest.json").read_text())
+    # Rewrite the run as the old version left it: old keys, no window, a wrong NLL.
+    old = []
+    for r in records:
+        key = content_key({"engine": manifest["engine"], "model": r["model_key"],
+                           "text": texts[str(r["example_id"])], "context": None})
+        old.append({**r, "key": key, "window": None, "nll_sum": float(r["nll_sum"]) * 1.03})
+    write_jsonl(run / "perplexity.jsonl", old)
+    result = cli("ppl", "baseline", "--base", kit.base, "--data", data, "--run-dir", run)
+    assert result.code == 0, result.text
+    assert "3 computed now" in result.text
+    fresh = {r["example_id"]: r for r in read_jsonl(run / "perplexity.jsonl")[len(old):]}
+    assert fresh["long"]["window"] is not None
+    assert {k: r["nll_sum"] for k, r in fresh.items()} == pytest.approx(
+        {str(r["example_id"]): r["nll_sum"] for r in records}, rel=1e-6)

@@ -186,3 +186,30 @@ def test_soft_preferences_are_fractional_outcomes() -> None:
     # Hard: each preference rounds to a win for x: 3 of 3, a perfect record.
     hard = league(js, "base", n_boot=50, score="hard")
     assert next(s for s in hard.standings if s.model == "x").bound == "lower"
+
+
+def test_a_near_perfect_record_has_an_open_upper_end_not_the_ridge() -> None:
+    """31 of 32 prompts won in both orders, one split: a resample misses the split prompt
+    with probability (31/32) ** 32 = 0.362, so far more than 2.5% of rounds are perfect
+    records and the 97.5th percentile is +inf (before: the ridge's +15.25)."""
+    js = []
+    for i in range(32):
+        js.append(game(f"{i}a", f"p{i}", "ft", "base", "A"))
+        js.append(game(f"{i}b", f"p{i}", "base", "ft", "B" if i else "A"))
+    st = next(s for s in league(js, "base", n_boot=500).standings if s.model == "ft")
+    assert st.bound is None and np.isfinite(st.strength)
+    assert st.interval.low > 1.0
+    assert st.interval.high == np.inf
+    assert st.win_probability_interval.high == 1.0
+
+
+def test_a_record_of_ties_only_gets_the_wald_interval() -> None:
+    """32 prompts tied in both orders: strength 0 and, by hand, se = 1 / sqrt(64 * 0.25) =
+    0.25, so the interval is +-1.96 * 0.25 = +-0.49 (win probability 38.0-62.0%), not [0, 0]."""
+    js = [game(f"{i}{o}", f"p{i}", *pair, "tie") for i in range(32)
+          for o, pair in (("a", ("ft", "base")), ("b", ("base", "ft")))]
+    st = next(s for s in league(js, "base", n_boot=200).standings if s.model == "ft")
+    assert abs(st.strength) < 1e-9
+    assert st.interval.low == pytest.approx(-0.489991, abs=1e-5)
+    assert st.interval.high == pytest.approx(0.489991, abs=1e-5)
+    assert st.win_probability_interval.low == pytest.approx(0.3799, abs=1e-3)
