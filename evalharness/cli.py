@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from evalharness import signals, stats_cli
+from evalharness.audit import cli as audit_cli
 from evalharness.backends.registry import BackendChoice
 from evalharness.cli_options import (
     EvaluationOptions,
@@ -47,6 +48,7 @@ stats_cli.register(app)
 report_cli.register(app)
 judging_cli.register(app)
 formats_cli.register(app)
+audit_cli.register(app)
 
 EXIT_CRASH = 1
 EXIT_BAD_INPUT = 2

@@ -8,6 +8,7 @@ Every problem in the file is collected and reported at once, each with its ``fil
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from evalharness.errors import UserError
 from evalharness.keys import content_key
 from evalharness.resources import shipped_dir
 from evalharness.rows import Row, read_rows, text_id
-from evalharness.schema import Message, Prompt, PromptSet
+from evalharness.schema import Answer, Judgment, Manifest, Message, Prompt, PromptSet
 
 ROLES = ("system", "user", "assistant")
 KNOWN_FIELDS = {"id", "prompt", "messages", "reference", "category"}
@@ -133,3 +134,33 @@ def _parse_messages(value: Any, prompt_id: str) -> tuple[Message, ...]:
     if messages[-1].role == "assistant":
         raise ValueError("the last message is the assistant's; nothing is left to answer")
     return tuple(messages)
+
+
+def load_run_prompts(manifest: Manifest, answers: Sequence[Answer],
+                      judgments: Sequence[Judgment]) -> tuple[tuple[Prompt, ...], str | None]:
+    """The prompts a run answered, read from the file its manifest names.
+
+    When that file is gone or no longer reads, id-only stand-ins (categories from the
+    judgments) and a note saying why prompt texts are missing.
+    """
+    note: str | None = None
+    if manifest.prompts is None:
+        note = "the manifest names no prompt set"
+    else:
+        source = Path(manifest.prompts.source)
+        if source.exists():
+            try:
+                return load_prompt_set(source).prompts, None
+            except UserError as exc:
+                note = f"the prompt set {source} no longer reads ({exc})"
+        else:
+            note = f"the prompt set {source} is no longer there"
+    # Ids in first-seen order; categories from the judgments, which record them.
+    categories = {j.prompt_id: j.category for j in judgments}
+    ids = dict.fromkeys([a.prompt_id for a in answers] + [j.prompt_id for j in judgments])
+    stand_ins = tuple(
+        Prompt.model_construct(id=pid, messages=(), reference=None,
+                               category=categories.get(pid, "default"))
+        for pid in ids
+    )
+    return stand_ins, f"{note}: prompt texts are not shown, only their ids"

@@ -228,6 +228,11 @@ class Judgment(KeyedRecord):
     """Calls made for this judgment (retries included)."""
     error: str | None = None
     """Why the judgment is invalid, when it is."""
+    neutralised: int | None = None
+    """Invisible or direction-control characters (zero-width, bidi overrides) in the
+    question, answers or reference that the judge was shown as visible ``<U+XXXX>`` escapes
+    instead; ``None`` when there were none (or the judge reads no text: the reference judge
+    compares words)."""
 
     @model_validator(mode="after")
     def _a_game_of_two_models(self) -> Judgment:

@@ -19,6 +19,7 @@ from evalharness.console import LiteralConsole, literal, output_console
 from evalharness.errors import UserError
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load only when a command runs
+    from evalharness.audit.run import AuditResult
     from evalharness.stats import Interval, Standing, StatsSummary
     from evalharness.stats.games import ScoreMode
     from evalharness.stats.paradox import Paradox
@@ -112,7 +113,51 @@ def power(
         )
 
 
-def _print_summary(summary: StatsSummary, source: Path, console: Console) -> None:
+def _head_to_head_table(summary: StatsSummary, audit: AuditResult) -> Table:
+    level = f"{100 * summary.confidence:g}%"
+    h2h = Table(title=literal(f"Head to head against {summary.baseline} (ties count half)"))
+    for column in (
+        "candidate",
+        "audit flags",
+        "verdict [test interval]",
+        "prompts",
+        "W/T/L",
+        f"win rate [Wilson {level}]",
+        "SE",
+        "p (t)" if summary.score == "soft" else "p (sign)",
+        "p Holm",
+        "length-controlled",
+        "invalid",
+    ):
+        # The numbers never wrap; the bootstrap interval and soft rate are in --format json
+        # and the reports (the terminal has no room for every column).
+        # Names, verdicts and flags wrap; a long verdict ("judge split or tied ...") must
+        # not squeeze the candidate's name out of the table.
+        text = column in {"candidate", "verdict [test interval]", "audit flags"}
+        h2h.add_column(column, justify="left" if text else "right", no_wrap=not text,
+                       min_width=(18 if column == "audit flags" else 12) if text else None,
+                       ratio=1 if text else None)
+    for c in summary.candidates:
+        h = c.head_to_head
+        lc = c.length_controlled
+        h2h.add_row(
+            literal(h.candidate),
+            audit.flags(h.candidate),
+            f"{c.verdict} {_ci(c.verdict_interval)}",
+            str(h.n_prompts),
+            f"{h.wins}/{h.ties}/{h.losses}",
+            f"{_pct(h.win_rate)} {_ci(h.wilson)}",
+            f"{100 * h.standard_error:.1f}",
+            _p(h.p_value),
+            _p(c.p_holm),
+            lc.shown(lambda r, i: f"{_pct(r)} {_ci(i)}") if lc else "-",
+            str(h.n_invalid),
+        )
+    return h2h
+
+
+def _print_summary(summary: StatsSummary, source: Path, console: Console,
+                   audit: AuditResult) -> None:
     level = f"{100 * summary.confidence:g}%"
     # The path, judge and model names are the user's: shown literally, styled through Text.
     console.print(Text.assemble(
@@ -126,40 +171,11 @@ def _print_summary(summary: StatsSummary, source: Path, console: Console) -> Non
     ))
     console.print(f"{summary.orders}; scored {summary.score} "
                   f"({'soft preferences' if summary.score == 'soft' else 'winner labels'})")
-    h2h = Table(title=literal(f"Head to head against {summary.baseline} (ties count half)"))
-    for column in (
-        "candidate",
-        "verdict [test interval]",
-        "prompts",
-        "W/T/L games",
-        f"win rate [Wilson {level}]",
-        "SE",
-        "p (t)" if summary.score == "soft" else "p (sign)",
-        "p Holm",
-        "length-controlled",
-        "invalid",
-    ):
-        # The numbers never wrap; the bootstrap interval and soft rate are in --format json
-        # and the reports (the terminal has no room for every column).
-        h2h.add_column(column, justify="left" if column == "candidate" else "right",
-                       no_wrap=column != "candidate", min_width=12 if column == "candidate"
-                       else None)
-    for c in summary.candidates:
-        h = c.head_to_head
-        lc = c.length_controlled
-        h2h.add_row(
-            literal(h.candidate),
-            f"{c.verdict} {_ci(c.verdict_interval)}",
-            str(h.n_prompts),
-            f"{h.wins}/{h.ties}/{h.losses}",
-            f"{_pct(h.win_rate)} {_ci(h.wilson)}",
-            f"{100 * h.standard_error:.1f}",
-            _p(h.p_value),
-            _p(c.p_holm),
-            lc.shown(lambda r, i: f"{_pct(r)} {_ci(i)}") if lc else "-",
-            str(h.n_invalid),
-        )
-    console.print(h2h)
+    console.print(_head_to_head_table(summary, audit))
+    from evalharness.report.findings import findings_section
+    from evalharness.report.terminal import print_sections
+
+    print_sections(console, [findings_section(audit)])
     from evalharness.stats.summary import length_notes
 
     for note in length_notes(summary):
@@ -351,6 +367,7 @@ def stats(
     ] = None,
 ) -> None:
     """Every statistic of a judgments file: win rates, intervals, tests, bias, league."""
+    from evalharness.audit.run import audit_file
     from evalharness.stats import read_judgments, summarize, to_jsonable
     from evalharness.stats.io import baseline_for
     from evalharness.stats.sweep import check_models, read_runs
@@ -378,10 +395,13 @@ def stats(
     summary = summarize(judgments, chosen, seed=seed, n_boot=bootstrap,
                         perplexity=ppl or None, hyperparameters=hyper or None,
                         score=cast("ScoreMode | None", score))
+    audit = audit_file(file, judgments, chosen)
     if format_ == "json":
-        typer.echo(json.dumps(to_jsonable(summary), indent=2))
+        typer.echo(json.dumps(to_jsonable(summary) | {"audit": {
+            "answers_audited": audit.answers_audited,
+            "findings": [f.model_dump(mode="json") for f in audit.findings]}}, indent=2))
     else:
-        _print_summary(summary, file, output_console())
+        _print_summary(summary, file, output_console(), audit)
     if summary.problem is not None:  # the numbers above are all "-": say why, and exit 2
         raise UserError(summary.problem)
 

@@ -15,6 +15,7 @@ loop as soon as it finishes, so a killed process loses only the calls in flight.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from evalharness.errors import JudgeError, UserError
 from evalharness.invalid import all_invalid_problem
 from evalharness.judging.base import Judge, Outcome
 from evalharness.judging.config import JudgeConfig
-from evalharness.judging.templates import GameText, question_text
+from evalharness.judging.templates import GameText, neutralised, question_text
 from evalharness.keys import content_key
 from evalharness.pipeline import (
     DEFAULT_RUNS_ROOT,
@@ -118,11 +119,29 @@ def baseline_pairs(candidates: Sequence[str], baseline: str) -> list[Pair]:
 
 
 def judgment_key(judge: JudgeConfig, prompt: Prompt, answer_a: str, answer_b: str) -> str:
-    """Content key of a game: judge fingerprint, prompt, and both answers in their order."""
+    """Content key of a game: judge fingerprint, prompt, and both answers in their order.
+
+    A game whose texts hold invisible characters is keyed apart (``escaped``): the judge
+    now sees them as visible escapes, so a judgment made before that is not reused.
+    """
     shown = {"id", "messages", "reference"} if judge.uses_reference else {"id", "messages"}
-    return content_key({"judge": judge.fingerprint,
-                        "prompt": prompt.model_dump(mode="json", include=shown),
-                        "a": answer_a, "b": answer_b})
+    identity: dict[str, object] = {
+        "judge": judge.fingerprint, "prompt": prompt.model_dump(mode="json", include=shown),
+        "a": answer_a, "b": answer_b}
+    text = GameText(question_text(prompt.messages), answer_a, answer_b, prompt.reference)
+    if escaped_characters(judge, text):
+        identity["escaped"] = "visible-controls-v1"
+    return content_key(identity)
+
+
+def escaped_characters(judge: JudgeConfig, text: GameText) -> int:
+    """Invisible characters an LLM judge is shown as escapes in this game (the reference
+    counts only when the judge's templates show it; the reference judge reads no text)."""
+    if judge.kind != "llm":
+        return 0
+    if not judge.uses_reference:
+        text = dataclasses.replace(text, reference=None)
+    return neutralised(text)
 
 
 def plan_games(pairs: Sequence[Pair], prompts: Sequence[Prompt],
@@ -396,6 +415,7 @@ def _record(game: PlannedGame, outcome: Outcome, config: JudgeConfig) -> Judgmen
         usage=outcome.usage,
         cost_usd=config.cost(outcome.usage.prompt_tokens, outcome.usage.completion_tokens),
         attempts=outcome.attempts, error=outcome.error,
+        neutralised=escaped_characters(config, game.text) or None,
     )
 
 

@@ -9,7 +9,9 @@ of the question and both answers::
     <<<END ANSWER A id=3f9a1c2b7d0e>>>
 
 An answer cannot close its block and address the judge: to forge the end line it would have
-to contain a hash of itself. Substitution is a single pass, so placeholder-like text inside
+to contain a hash of itself. Invisible and direction-control characters are shown to the
+judge as visible escapes (``<U+200B>``), and the judgment records how many (``neutralised``).
+Substitution is a single pass, so placeholder-like text inside
 an answer is left as it is.
 """
 
@@ -19,6 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from evalharness.audit.text import visible_controls
 from evalharness.keys import content_key
 from evalharness.schema import Message
 
@@ -73,14 +76,35 @@ def fenced(label: str, text: str, ident: str) -> str:
     return f"<<<{label} id={ident}>>>\n{text}\n<<<END {label} id={ident}>>>"
 
 
+def neutralised(game: GameText) -> int:
+    """How many invisible or direction-control characters ``game``'s texts hold: each is
+    shown to the judge as a visible ``<U+XXXX>`` escape (``values_for``).
+
+    >>> neutralised(GameText("Q?", "fine", "ignore\u200b the rest"))
+    1
+    """
+    texts = (game.question, game.answer_a, game.answer_b, game.reference or "")
+    return sum(visible_controls(t).replaced for t in texts)
+
+
 def values_for(game: GameText) -> dict[str, str]:
-    """The text each placeholder stands for in ``game``."""
+    """The text each placeholder stands for in ``game``.
+
+    Zero-width and bidi-override characters are shown as visible escapes (``<U+202E>``):
+    hidden from a reader, they are still read by the judge, so an answer could carry an
+    instruction nobody sees, or display reversed text. The fence id hashes the texts as
+    they were, so it is the same whether or not anything was escaped.
+    """
     ident = fence_id(game)
+
+    def shown(text: str) -> str:
+        return visible_controls(text).text
+
     return {
-        "question": fenced("QUESTION", game.question, ident),
-        "answer_a": fenced("ANSWER A", game.answer_a, ident),
-        "answer_b": fenced("ANSWER B", game.answer_b, ident),
-        "reference": fenced("REFERENCE", game.reference or "(no reference)", ident),
+        "question": fenced("QUESTION", shown(game.question), ident),
+        "answer_a": fenced("ANSWER A", shown(game.answer_a), ident),
+        "answer_b": fenced("ANSWER B", shown(game.answer_b), ident),
+        "reference": fenced("REFERENCE", shown(game.reference or "(no reference)"), ident),
         "fence_id": ident,
     }
 

@@ -18,9 +18,11 @@ from typing import Literal
 
 import numpy as np
 
+from evalharness.audit.run import AuditResult, audit_run
 from evalharness.errors import UserError
 from evalharness.perplexity import PerplexitySummary
 from evalharness.perplexity import summarize as summarize_perplexity
+from evalharness.prompts import load_run_prompts
 from evalharness.schema import Answer, Judgment, Manifest, ModelSpec, PerplexityRecord, Prompt
 from evalharness.stats import (
     Interval,
@@ -92,6 +94,8 @@ class ReportData:
     """Per model: LoRA shape and training hyperparameters from the manifest."""
     outcomes: Mapping[str, Mapping[str, PromptOutcome]]
     """Candidate -> prompt id -> outcome against the baseline."""
+    audit: AuditResult
+    """The integrity audit's findings (``evalharness.audit``), kept in ``RUN/audit.json``."""
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -172,33 +176,6 @@ def prompt_outcomes(
     return out
 
 
-def _load_prompts(manifest: Manifest, answers: Sequence[Answer],
-                  judgments: Sequence[Judgment]) -> tuple[tuple[Prompt, ...], str | None]:
-    from evalharness.prompts import load_prompt_set
-
-    note: str | None = None
-    if manifest.prompts is None:
-        note = "the manifest names no prompt set"
-    else:
-        source = Path(manifest.prompts.source)
-        if source.exists():
-            try:
-                return load_prompt_set(source).prompts, None
-            except UserError as exc:
-                note = f"the prompt set {source} no longer reads ({exc})"
-        else:
-            note = f"the prompt set {source} is no longer there"
-    # Ids in first-seen order; categories from the judgments, which record them.
-    categories = {j.prompt_id: j.category for j in judgments}
-    ids = dict.fromkeys([a.prompt_id for a in answers] + [j.prompt_id for j in judgments])
-    stand_ins = tuple(
-        Prompt.model_construct(id=pid, messages=(), reference=None,
-                               category=categories.get(pid, "default"))
-        for pid in ids
-    )
-    return stand_ins, f"{note}: prompt texts are not shown, only their ids"
-
-
 def load_report_data(
     run_dir: Path | str,
     *,
@@ -269,7 +246,7 @@ def load_report_data(
         perplexity=ppl_for_stats or None,
         hyperparameters={k: v for k, v in hyper.items() if v and k != baseline} or None,
     )
-    prompts, note = _load_prompts(manifest, answers, judgments)
+    prompts, note = load_run_prompts(manifest, answers, judgments)
     unique, _ = dedupe(judgments)
     outcomes = {
         c.head_to_head.candidate: MappingProxyType(
@@ -289,4 +266,5 @@ def load_report_data(
         stats=stats,
         hyperparameters=MappingProxyType({k: MappingProxyType(v) for k, v in hyper.items()}),
         outcomes=MappingProxyType(outcomes),
+        audit=audit_run(path, baseline=baseline),
     )

@@ -176,7 +176,7 @@ def _summary(data: ReportData) -> Section:
                f"length-controlled, {level}"]
     if soft:
         columns.append("soft win rate")
-    columns.append("invalid")
+    columns += ["invalid", "audit flags"]
     rows = []
     for c in s.candidates:
         h = c.head_to_head
@@ -188,7 +188,7 @@ def _summary(data: ReportData) -> Section:
                lc.shown(rate) if lc else "- (fewer than 20 prompts)"]
         if soft:
             row.append(f"{pct(h.soft_win_rate)} (n={h.n_soft_prompts})")
-        row.append(str(h.n_invalid))
+        row += [str(h.n_invalid), data.audit.flags(h.candidate)]
         rows.append(tuple(row))
     blocks: list[Block] = [Paragraph(intro)]
     if s.problem:  # every judgment invalid: say why there is no win rate
@@ -230,7 +230,7 @@ def _league(data: ReportData) -> Section | None:
     lg = s.league
     rows = tuple(
         (st.model, str(st.rank), f"{st.rank_interval.low:.0f}-{st.rank_interval.high:.0f}",
-         *_league_cells(st), str(st.n_games))
+         *_league_cells(st), str(st.n_games), data.audit.flags(st.model))
         for st in lg.standings
     )
     round_robin = any(s.baseline not in (j.first, j.second) for j in data.judgments)
@@ -249,7 +249,8 @@ def _league(data: ReportData) -> Section | None:
         ),
         Table("League (Bradley-Terry)", ("model", "rank", f"rank range {level}",
                                          f"strength, {level}",
-                                         f"P(beats {s.baseline}), {level}", "games"), rows),
+                                         f"P(beats {s.baseline}), {level}", "games",
+                                         "audit flags"), rows),
     ]
     if s.paired:
         blocks.append(Table(
@@ -485,8 +486,10 @@ def _provenance(data: ReportData) -> Section:
 
 def report_sections(data: ReportData) -> tuple[Section, ...]:
     """The report's sections, in order; sections without data are left out."""
-    found = [_summary(data), _league(data), _perplexity(data), _bias(data),
-             _hyperparameters(data), _cost(data), _provenance(data)]
+    from evalharness.report.findings import findings_section  # it builds on this module
+
+    found = [_summary(data), findings_section(data.audit), _league(data), _perplexity(data),
+             _bias(data), _hyperparameters(data), _cost(data), _provenance(data)]
     return tuple(s for s in found if s is not None)
 
 

@@ -109,7 +109,8 @@ def show_run(console: Console, run: RunDir, limit: int = 5) -> None:
         from evalharness.report.data import load_report_data
 
         summary = load_report_data(run.path, n_boot=1000)
-        print_sections(console, [s for s in report_sections(summary) if s.id == "summary"])
+        print_sections(console, [s for s in report_sections(summary)
+                                 if s.id in {"summary", "findings"}])
     if records:
         by_model: dict[str, list[PerplexityRecord]] = {}
         for record in records:
@@ -170,7 +171,7 @@ def mean_lengths(answers: Sequence[Answer]) -> dict[str, float]:
 
 def print_compare(console: Console, result: LeagueResult) -> None:
     """``compare``'s summary: the head to head, perplexity of both, judge bias, cost."""
-    wanted = {"summary", "perplexity", "bias", "cost"}
+    wanted = {"summary", "findings", "perplexity", "bias", "cost"}
     print_sections(console, [s for s in report_sections(result.report) if s.id in wanted])
     lengths = mean_lengths(result.report.answers)
     console.print(literal("mean answer length: " + ", ".join(

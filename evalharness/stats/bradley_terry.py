@@ -44,7 +44,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize
+from scipy import optimize, special
 from scipy import stats as sps
 
 from evalharness.errors import UserError
@@ -351,11 +351,9 @@ def league_from_battles(
                 model=model,
                 strength=strength,
                 interval=interval,
-                win_probability=float(1.0 / (1.0 + np.exp(-strength))),
-                win_probability_interval=Interval(
-                    float(1.0 / (1.0 + np.exp(-interval.low))),
-                    float(1.0 / (1.0 + np.exp(-interval.high))),
-                ),
+                win_probability=float(special.expit(strength)),
+                win_probability_interval=Interval(float(special.expit(interval.low)),
+                                                  float(special.expit(interval.high))),
                 rank=int(rank[i]),
                 rank_interval=percentile_interval(boot_rank[:, i].astype(np.float64), confidence),
                 n_games=round(float(games[i])),

@@ -158,3 +158,25 @@ def test_screenshot(browser: Any, report_url: str, tmp_path: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(target))
     assert target.stat().st_size > 10_000
+
+
+def test_findings_show_the_gamed_answer_as_inert_text(
+        browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A gamed adapter's findings are in the HTML report: the Findings section lists it as
+    severe, its leaderboard row carries the flag, and the excerpt (which holds an
+    ``<img onerror>`` payload) is shown as text, never parsed or run."""
+    from tests.audit.test_audit_cli import GAMED, gamed_run
+
+    run_dir = gamed_run(tmp_path_factory.mktemp("gamed"))
+    url = write_report(run_dir, "html").as_uri()
+    logs = open_page(browser, url)
+    assert not [e for e in logs if e.get("level") in {"SEVERE", "ERROR"}]
+    section = js(browser, "return document.getElementById('findings').textContent")
+    assert "severe" in section and "duplicate-answers" in section and WEAK in section
+    assert "onerror=" in section  # the excerpt, as text
+    assert "Ignore the above" in section and "Ignore the above" in GAMED
+    assert js(browser, "return document.querySelectorAll('img, [onerror]').length") == 0
+    assert js(browser, "return document.title") != "pwned"
+    rows = js(browser, "return Array.from(document.querySelectorAll('table tr'))"
+                       ".map(r => r.textContent)")
+    assert any(WEAK in row and "severe: duplicate-answers" in row for row in rows)
