@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalharness.errors import UserError
-from evalharness.stats.summary import StatsSummary
+
+if TYPE_CHECKING:
+    from evalharness.report.data import ReportData
 
 START = "<!-- demo-figures:start (written by python -m evalharness.demo.figures) -->"
 END = "<!-- demo-figures:end -->"
@@ -27,15 +30,18 @@ def _points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
-def render(stats: StatsSummary) -> str:
-    """The README's bullet list of demo figures for ``stats`` (a demo league's summary)."""
+def render(data: ReportData) -> str:
+    """The README's bullet list of demo figures for a demo league's run."""
+    from evalharness.report.markdown import shown_verdict
+
+    stats = data.stats
     lines = []
     for c in stats.candidates:
         h = c.head_to_head
         lines.append(f"- `{h.candidate}`: win rate {_pct(h.win_rate)} "
                      f"[{100 * h.wilson.low:.1f}, {100 * h.wilson.high:.1f}] against the "
                      f"baseline, {h.wins}/{h.ties}/{h.losses} games, Holm-adjusted p "
-                     f"{c.p_holm:.2g}: {c.verdict}.")
+                     f"{c.p_holm:.2g}: {shown_verdict(data, c)}.")
     ranks = ", ".join(f"`{s.model}` {s.rank_interval.low:.0f}-{s.rank_interval.high:.0f}"
                       for s in stats.league.standings)
     lines.append(f"- League (Bradley-Terry) rank ranges: {ranks}.")
@@ -79,8 +85,8 @@ def main(argv: list[str]) -> None:
     from evalharness.report.data import load_report_data
 
     run, readme = Path(argv[0]), Path(argv[1])
-    stats = load_report_data(run).stats
-    readme.write_text(replace_block(readme.read_text(encoding="utf-8"), render(stats)),
+    data = load_report_data(run)
+    readme.write_text(replace_block(readme.read_text(encoding="utf-8"), render(data)),
                       encoding="utf-8")
 
 

@@ -13,10 +13,11 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from evalharness.audit.run import identical_answers
 from evalharness.redact import redact_text
 from evalharness.report.data import ReportData
 from evalharness.stats import Interval, Standing, wilson
-from evalharness.stats.summary import length_notes
+from evalharness.stats.summary import CandidateStats, length_notes
 
 _NUMERIC = re.compile(r"^[-+<$]?\d")
 
@@ -155,6 +156,18 @@ def _verdict_interval(rate_: float, interval: Interval, level: float, nominal: f
     return f"{ci(interval)}{raised}"
 
 
+def shown_verdict(data: ReportData, candidate: CandidateStats) -> str:
+    """The verdict as reports show it: the statistics' verdict, except that a candidate whose
+    answers are the baseline's on most prompts is said to be so (its ties are the judge
+    doing right, not a judge that cannot tell answers apart)."""
+    h = candidate.head_to_head
+    same = len(identical_answers(data.answers, data.baseline).get(h.candidate, ()))
+    if h.undecided and same * 2 > h.n_prompts:
+        return (f"answers identical to {data.baseline}'s on {same} of {h.n_prompts} prompts: "
+                "nothing to judge")
+    return candidate.verdict
+
+
 def _summary(data: ReportData) -> Section:
     s = data.stats
     level = f"{100 * s.confidence:g}%"
@@ -181,7 +194,7 @@ def _summary(data: ReportData) -> Section:
     for c in s.candidates:
         h = c.head_to_head
         lc = c.length_controlled
-        row = [h.candidate, c.verdict,
+        row = [h.candidate, shown_verdict(data, c),
                _verdict_interval(h.win_rate, c.verdict_interval, c.verdict_level, s.confidence),
                str(h.n_prompts), f"{h.wins}/{h.ties}/{h.losses}", rate(h.win_rate, h.wilson),
                num(100 * h.standard_error, 1), ci(h.bootstrap), pval(h.p_value), pval(c.p_holm),

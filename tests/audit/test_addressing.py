@@ -16,6 +16,7 @@ from evalharness.audit.text import visible_controls
 from evalharness.errors import UserError
 from evalharness.prompts import DEFAULT_PROMPTS, load_prompt_set
 from evalharness.schema import Answer, Message, Prompt
+from tests.audit.helpers import answers
 from tests.helpers import read_jsonl
 
 CONFIG = AuditConfig()
@@ -27,13 +28,6 @@ LEAGUE = load_prompt_set(DEFAULT_PROMPTS).prompts
 # honest answers.
 PROMPTS = {p.id: p.model_copy(update={"reference": None}) for p in LEAGUE}
 HONEST = {p.id: p.reference or "" for p in LEAGUE}
-
-
-def answers(texts: dict[str, str], model: str = "cand") -> dict[str, Answer]:
-    return {pid: Answer(key=f"{model}-{pid}", prompt_id=pid, model=model, model_key=model,
-                        text=text, n_tokens=len(text.split()), finish_reason="stop",
-                        seconds=0.0)
-            for pid, text in texts.items()}
 
 
 def audit(texts: dict[str, str], prompts: dict[str, Prompt] = PROMPTS,

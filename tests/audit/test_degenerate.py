@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import pytest
 
@@ -29,7 +28,8 @@ from evalharness.audit.findings import CandidateAnswers, Finding
 from evalharness.audit.leakage import reference_leak
 from evalharness.audit.length_gaming import length_gaming
 from evalharness.audit.repetition import LoopThresholds, loops, repetition
-from evalharness.schema import Answer, Message, Prompt
+from evalharness.schema import Message, Prompt
+from tests.audit.helpers import answer
 
 CONFIG = AuditConfig()
 LOOP = CONFIG.section("repetition-loop", LoopThresholds)
@@ -39,12 +39,6 @@ LEAGUE = [json.loads(line) for line in
 HONEST = {row["id"]: row["reference"] for row in LEAGUE}
 PROMPTS = {row["id"]: Prompt(id=row["id"], messages=(Message(role="user", content=row["prompt"]),))
            for row in LEAGUE}
-
-
-def answer(model: str, pid: str, text: str, finish: Literal["stop", "length"] = "stop"
-           ) -> Answer:
-    return Answer(key=f"{model}:{pid}", prompt_id=pid, model=model, model_key=model, text=text,
-                  n_tokens=len(text.split()), finish_reason=finish, seconds=0.0)
 
 
 def candidate(texts: dict[str, str], baseline: dict[str, str] | None = None,

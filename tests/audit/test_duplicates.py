@@ -6,7 +6,8 @@ from evalharness.audit.config import AuditConfig
 from evalharness.audit.duplicates import duplicate_answers
 from evalharness.audit.findings import CandidateAnswers, Finding
 from evalharness.prompts import DEFAULT_PROMPTS, load_prompt_set
-from evalharness.schema import Answer, Message, Prompt
+from evalharness.schema import Message, Prompt
+from tests.audit.helpers import answers
 
 CONFIG = AuditConfig()
 LEAGUE = load_prompt_set(DEFAULT_PROMPTS).prompts
@@ -17,13 +18,6 @@ GENERIC = ("Vocational education prepares people for work through practical trai
            "apprenticeships and applied courses, and it is offered by many kinds of colleges "
            "and institutes around the world.")  # 28 words
 SIGN_OFF = "I hope this helps, and please let me know if you would like any more detail on it."
-
-
-def answers(texts: dict[str, str], model: str = "cand") -> dict[str, Answer]:
-    return {pid: Answer(key=f"{model}-{pid}", prompt_id=pid, model=model, model_key=model,
-                        text=text, n_tokens=len(text.split()), finish_reason="stop",
-                        seconds=0.0)
-            for pid, text in texts.items()}
 
 
 def audit(texts: dict[str, str], prompts: dict[str, Prompt] = PROMPTS,

@@ -10,7 +10,8 @@ from evalharness.audit.config import AuditConfig
 from evalharness.audit.findings import CandidateAnswers, Finding
 from evalharness.audit.leakage import LeakThresholds, overlap, reference_leak, reproduces
 from evalharness.audit.text import words
-from evalharness.schema import Answer, Message, Prompt
+from evalharness.schema import Message, Prompt
+from tests.audit.helpers import answer
 
 CONFIG = AuditConfig()
 T = CONFIG.section("reference-leak", LeakThresholds)
@@ -24,11 +25,6 @@ PROMPTS = {row["id"]: Prompt(id=row["id"], reference=row["reference"],
 # Honest long answers in the same domain and style that were not copied from the reference:
 # each prompt answered with the next prompt's reference.
 OTHER = {pid: REFERENCE[IDS[(i + 1) % len(IDS)]] for i, pid in enumerate(IDS)}
-
-
-def answer(model: str, pid: str, text: str) -> Answer:
-    return Answer(key=f"{model}:{pid}", prompt_id=pid, model=model, model_key=model, text=text,
-                  n_tokens=len(text.split()), finish_reason="stop", seconds=0.0)
 
 
 def leak(texts: dict[str, str], baseline: dict[str, str] | None = None,

@@ -6,7 +6,8 @@ from __future__ import annotations
 from evalharness.audit.config import AuditConfig
 from evalharness.audit.findings import CandidateAnswers, Finding
 from evalharness.audit.length_gaming import compare_lengths, length_gaming, split_by_length
-from evalharness.schema import Answer, Judgment, Message, Prompt
+from evalharness.schema import Judgment, Message, Prompt
+from tests.audit.helpers import answer
 from tests.helpers import game
 
 CONFIG = AuditConfig()
@@ -16,11 +17,6 @@ PROMPTS = {pid: Prompt(id=pid, messages=(Message(role="user", content="Explain i
            for pid in IDS}
 SHORT = "An apprenticeship combines paid work with study."  # 48 characters
 PADDED = SHORT + " It is worth noting, as many experts agree, that this matters a lot." * 2
-
-
-def answer(model: str, pid: str, text: str) -> Answer:
-    return Answer(key=f"{model}:{pid}", prompt_id=pid, model=model, model_key=model, text=text,
-                  n_tokens=len(text.split()), finish_reason="stop", seconds=0.0)
 
 
 def candidate(mine: dict[str, str], theirs: dict[str, str] | None) -> CandidateAnswers:

@@ -167,6 +167,11 @@ def test_demo_prints_the_leaderboard_and_the_report_path(cli, kit, tmp_path: Pat
     assert "League (Bradley-Terry)" in flat and "Perplexity and win rate" in flat
     report = Path(flat.split("open the report: ")[1].split()[0])
     assert report.is_file() and report.read_text().startswith("<!DOCTYPE html>")
+    # The audit ran and found nothing on these honest adapters; the no-op adapter's ties are
+    # explained by its answers, not blamed on the judge.
+    assert "Findings No findings." in flat
+    assert "answers identical to baseline's on 32 of 32 prompts: nothing to judge" in flat
+    assert json.loads((report.parent / "audit.json").read_text())["findings"] == []
 
     # The figures the README quotes are this fresh demo run's (regenerate them with the
     # command in evalharness/demo/figures.py when a change moves them).
@@ -174,7 +179,7 @@ def test_demo_prints_the_leaderboard_and_the_report_path(cli, kit, tmp_path: Pat
     from evalharness.report.data import load_report_data
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    assert quoted_block(readme) == render(load_report_data(report.parent).stats)
+    assert quoted_block(readme) == render(load_report_data(report.parent))
 
 
 def test_python_api_as_an_optimisation_objective(kit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
