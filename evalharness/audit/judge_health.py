@@ -138,14 +138,15 @@ def judge_health(judgments: Sequence[Judgment], baseline: str, config: AuditConf
     """
     t = config.section("judge-health", JudgeHealthThresholds)
     identical = identical or {}
+    # One pass: each judge's games of each candidate against the baseline.
+    games: dict[tuple[str, str], list[Judgment]] = {}
+    for j in judgments:
+        if baseline in (j.first, j.second):
+            other = j.second if j.first == baseline else j.first
+            games.setdefault((j.judge, other), []).append(j)
     findings: list[Finding] = []
-    for judge in sorted({j.judge for j in judgments}):
-        own = [j for j in judgments if j.judge == judge]
-        candidates = sorted({m for j in own if baseline in (j.first, j.second)
-                             for m in (j.first, j.second)} - {baseline})
-        for candidate in candidates:
-            games_of = [j for j in own if {j.first, j.second} == {candidate, baseline}]
-            if len(games_of) >= t.min_games:
-                findings += _pair_findings(judge, candidate, baseline, games_of,
-                                           identical.get(candidate, ()), t)
+    for (judge, candidate), games_of in sorted(games.items()):
+        if len(games_of) >= t.min_games:
+            findings += _pair_findings(judge, candidate, baseline, games_of,
+                                       identical.get(candidate, ()), t)
     return findings
