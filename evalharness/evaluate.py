@@ -268,18 +268,32 @@ def judge_existing_run(run: RunDir, judge: JudgeConfig, baseline: str | None = N
                        progress: Progress | None = None, runs_root: Path = DEFAULT_RUNS_ROOT,
                        argv: Sequence[str] = (), make_judge: MakeJudge | None = None
                        ) -> JudgeCounts:
-    """``evalharness judge RUN``: judge (or resume judging) the answers of a run made by
-    ``generate``, ``compare``, ``league`` or ``demo``.
+    """``evalharness judge RUN`` with one judge (see ``judge_with``)."""
+    (counts,) = judge_with(run, [judge], baseline, candidates, progress, runs_root, argv,
+                           make_judge)
+    return counts
 
-    Judging adds judgments to a run; it never changes what the run is. It is allowed when
-    every judgment already in the run is this judge's (same fingerprint: model, settings,
-    templates); the run keeps its command, inputs and first command line, and this
-    invocation is appended to the manifest's ``invocations``. Everything is checked before
-    the lock is taken or a file is touched, so a refused ``judge`` changes nothing.
+
+def judge_with(run: RunDir, judges: Sequence[JudgeConfig], baseline: str | None = None,
+               candidates: Sequence[str] | None = None,
+               progress: Progress | None = None, runs_root: Path = DEFAULT_RUNS_ROOT,
+               argv: Sequence[str] = (), make_judge: MakeJudge | None = None
+               ) -> list[JudgeCounts]:
+    """``evalharness judge RUN``: judge (or resume judging) the answers of a run made by
+    ``generate``, ``compare``, ``league`` or ``demo``, with one judge or a jury.
+
+    Judging adds judgments to a run; it never changes what the run is. One judge is allowed
+    when every judgment already in the run is its own (same fingerprint: model, settings,
+    templates). Several judges (a jury) may join the run's judge: each juror's verdicts are
+    stored under its own name and the run's headline becomes the jury's combined verdict. The
+    run keeps its command, inputs and first command line, and this invocation is appended to
+    the manifest's ``invocations``. Everything is checked before the lock is taken or a file
+    is touched, so a refused ``judge`` changes nothing.
 
     Raises:
         UserError: not a run, no answers, no baseline, unknown models, a changed prompt set,
-            a missing API key, another judge's judgments in the run, or a run being written.
+            a missing API key, another judge's judgments in the run (one judge), a juror
+            whose name the run knows with other settings, or a run being written.
     """
     manifest = run.read_manifest()
     chosen = baseline or manifest.baseline
@@ -287,35 +301,57 @@ def judge_existing_run(run: RunDir, judge: JudgeConfig, baseline: str | None = N
         models = ", ".join(c.name for c in manifest.candidates) or "none"
         raise UserError(f"{run.path}: no baseline recorded for this run (models: {models}). "
                         "Fix: pass --baseline NAME.")
-    config = _judge(judge, None)
-    plan = plan_run(run, config, chosen, candidates)
-    _check_same_judge(run, manifest, config)
-    _probe(config)
-    judged = manifest.model_copy(update={"argv": tuple(argv or sys.argv),
-                                         "judge": config.name,
-                                         "judge_fingerprint": config.fingerprint})
+    configs = list(judges)
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise UserError(f"the same judge is named twice ({', '.join(names)}). Fix: name each "
+                        "juror once.")
+    plans = [plan_run(run, config, chosen, candidates) for config in configs]
+    for config in configs:
+        _check_same_judge(run, manifest, config, jury=len(configs) > 1)
+    for config in configs:
+        _probe(config)
+    update: dict[str, object] = {"argv": tuple(argv or sys.argv)}
+    if len(configs) > 1:
+        update["jury"] = {**manifest.jury, **{c.name: c.fingerprint for c in configs}}
+        if manifest.judge is None:
+            update.update(judge=configs[0].name, judge_fingerprint=configs[0].fingerprint)
+    elif manifest.judge is None or not manifest.jury:
+        update.update(judge=configs[0].name, judge_fingerprint=configs[0].fingerprint)
+    judged = manifest.model_copy(update=update)
     with locked_run(run, judged), tracked_run(run, judged, command="judge"):
-        return judge_plan(run, plan, config, progress, runs_root, make_judge)
+        return [judge_plan(run, plan, config, progress, runs_root, make_judge)
+                for plan, config in zip(plans, configs, strict=True)]
 
 
-def _check_same_judge(run: RunDir, manifest: Manifest, config: JudgeConfig) -> None:
-    """Refuse a second judge: one judgments file holds one judge's verdicts, or its
-    statistics would pool two judges' opinions as if they were one."""
-    if manifest.judge_fingerprint is not None:
-        if manifest.judge_fingerprint == config.fingerprint:
+def _check_same_judge(run: RunDir, manifest: Manifest, config: JudgeConfig,
+                      jury: bool = False) -> None:
+    """Refuse a judge that would mix verdicts: one judgments file holds each judge's
+    verdicts under its own name, so a judge the run knows by name must come with the same
+    settings, and a new judge may join only as a juror (``jury``): alone, its verdicts would
+    be pooled with the run's judge's as if they were one opinion."""
+    known = dict(manifest.jury)
+    if manifest.judge is not None and manifest.judge_fingerprint is not None:
+        known.setdefault(manifest.judge, manifest.judge_fingerprint)
+    if known:
+        if known.get(config.name) == config.fingerprint or (jury and config.name not in known):
             return
-        other = f"{manifest.judge} (fingerprint {manifest.judge_fingerprint[:12]})"
+        if config.name in known:
+            other = f"{config.name} with other settings (fingerprint {known[config.name][:12]})"
+        else:
+            other = f"{manifest.judge} (fingerprint {known[manifest.judge or ''][:12]})"
     else:  # a run from before fingerprints were recorded: the judgments' names tell
         names = sorted({j.judge for j in run.log(JUDGMENTS, Judgment).read()} - {config.name})
-        if not names:
+        if not names or jury:
             return
         other = ", ".join(names)
         manifest = manifest.model_copy(update={"judge": names[0]})
     raise UserError(
         f"{run.path} was judged by {other}; judging it with {config.name} (fingerprint "
-        f"{config.fingerprint[:12]}) would mix two judges' verdicts in one judgments file "
-        f"and its statistics. Nothing was written. Fix: judge with --judge {manifest.judge} "
-        "and the settings the run was judged with (this resumes or extends it), or judge "
-        "the answers in a run of their own: `evalharness generate` with this run's models, "
-        "prompts and options and a new --run-dir copies its answers without a model call; "
-        f"then `evalharness judge NEW_RUN --judge {config.name}`.")
+        f"{config.fingerprint[:12]}) would mix two judges' verdicts under one name, or pool "
+        f"them as one opinion. Nothing was written. Fix: judge with --judge {manifest.judge} "
+        "and the settings the run was judged with (this resumes or extends it); or form a "
+        f"jury: `evalharness judge {run.path} --judge {manifest.judge} --judge {config.name}` "
+        "(each juror's verdicts stored under its own name); or judge the answers in a run of "
+        "their own (`evalharness generate` with this run's models, prompts and options and a "
+        "new --run-dir copies its answers without a model call).")

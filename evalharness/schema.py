@@ -379,5 +379,9 @@ class Manifest(Record):
     settings, engine, judge fingerprint, pairs. A rerun must match it to write here."""
     judge_fingerprint: str | None = None
     """Fingerprint of the judge that made every judgment in the run (see ``judge``)."""
+    jury: dict[str, str] = Field(default_factory=dict)
+    """When several judges judged the run (``judge RUN --judge a --judge b``): each juror's
+    name and fingerprint. Each juror's verdicts are stored under its own name; the headline
+    combines them (docs/judging.md, "Juries"). Empty: one judge, ``judge``."""
     invocations: tuple[Invocation, ...] = ()
     """Every command that wrote the run, oldest first (reruns and ``judge RUN`` included)."""

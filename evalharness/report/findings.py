@@ -10,7 +10,7 @@ from collections import Counter
 
 from evalharness.audit.findings import Finding
 from evalharness.audit.run import AuditResult
-from evalharness.report.markdown import Block, Paragraph, Section, Table
+from evalharness.report.blocks import Block, Paragraph, Section, Table
 
 
 def _subject(finding: Finding) -> str:

@@ -17,8 +17,9 @@ from importlib import resources
 from string import Template
 from typing import Any
 
+from evalharness.report.blocks import Figure, Paragraph, Section, Table
 from evalharness.report.data import ReportData
-from evalharness.report.markdown import Figure, Paragraph, Section, Table, report_sections
+from evalharness.report.markdown import report_sections
 from evalharness.report.plots import render_plots
 
 _TEMPLATE_PACKAGE = "evalharness.report"

@@ -11,65 +11,18 @@ import math
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from evalharness.audit.run import identical_answers
 from evalharness.redact import redact_text
+from evalharness.report.blocks import Block, Figure, Paragraph, Section, Table
 from evalharness.report.data import ReportData
+from evalharness.report.findings import findings_section
 from evalharness.stats import Interval, Standing, wilson
 from evalharness.stats.summary import CandidateStats, length_notes
-
-_NUMERIC = re.compile(r"^[-+<$]?\d")
 
 FIGURE_FOREST = "forest"
 FIGURE_PARADOX = "paradox"
 FIGURE_LENGTH = "length"
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    """Plain text (renderers escape it)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table of plain-text cells; the first column is a label, the rest are numbers."""
-
-    caption: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-    def numeric(self, column: int) -> bool:
-        """Whether a column holds numbers (right-aligned): every filled cell starts with one.
-
-        >>> Table("t", ("a", "b"), (("x", "1.0%"), ("y", "-"))).numeric(1)
-        True
-        """
-        cells = [r[column] for r in self.rows if r[column] not in {"", "-"}]
-        return bool(cells) and all(_NUMERIC.match(c) for c in cells)
-
-
-@dataclass(frozen=True)
-class Figure:
-    """Where a plot goes (the HTML report draws it; Markdown leaves it out)."""
-
-    name: str
-    caption: str
-
-
-Block = Paragraph | Table | Figure
-
-
-@dataclass(frozen=True)
-class Section:
-    """One titled part of the report."""
-
-    id: str
-    """Anchor id (letters and dashes)."""
-    title: str
-    blocks: tuple[Block, ...]
 
 
 # --- number formatting -------------------------------------------------------------------
@@ -499,8 +452,6 @@ def _provenance(data: ReportData) -> Section:
 
 def report_sections(data: ReportData) -> tuple[Section, ...]:
     """The report's sections, in order; sections without data are left out."""
-    from evalharness.report.findings import findings_section  # it builds on this module
-
     found = [_summary(data), findings_section(data.audit), _league(data), _perplexity(data),
              _bias(data), _hyperparameters(data), _cost(data), _provenance(data)]
     return tuple(s for s in found if s is not None)

@@ -12,8 +12,9 @@ from rich.text import Text
 
 from evalharness.console import literal
 from evalharness.perplexity import PerplexitySummary, summarize
-from evalharness.report.markdown import Paragraph, Section, report_sections
-from evalharness.report.markdown import Table as ReportTable
+from evalharness.report.blocks import Paragraph, Section
+from evalharness.report.blocks import Table as ReportTable
+from evalharness.report.markdown import report_sections
 from evalharness.schema import Answer, Manifest, PerplexityRecord
 from evalharness.store import ANSWERS, JUDGMENTS, PERPLEXITY, JsonlLog, RunDir
 
