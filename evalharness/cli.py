@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from evalharness import signals, stats_cli
+from evalharness import agree_cli, signals, stats_cli
 from evalharness.audit import cli as audit_cli
 from evalharness.backends.registry import BackendChoice
 from evalharness.cli_options import (
@@ -49,6 +49,7 @@ report_cli.register(app)
 judging_cli.register(app)
 formats_cli.register(app)
 audit_cli.register(app)
+agree_cli.register(app)
 
 EXIT_CRASH = 1
 EXIT_BAD_INPUT = 2

@@ -5,8 +5,10 @@ Parsing and printing only: every number comes from ``evalharness.stats``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -20,9 +22,11 @@ from evalharness.errors import UserError
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load only when a command runs
     from evalharness.audit.run import AuditResult
+    from evalharness.schema import Judgment
     from evalharness.stats import Interval, Standing, StatsSummary
     from evalharness.stats.games import ScoreMode
     from evalharness.stats.paradox import Paradox
+    from evalharness.stats.raters import Headline
 
 
 def _pct(value: float | None) -> str:
@@ -333,6 +337,26 @@ def _plain(value: float, digits: int) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _headline(file: Path, judgments: list[Judgment], judges: Sequence[str]) -> Headline:
+    """The games ``stats`` reads (``stats.raters``): the judges named, else the run's."""
+    from evalharness.stats.raters import headline
+    from evalharness.store import MANIFEST, RunDir
+
+    if judges:
+        names = {j.judge for j in judgments}
+        missing = [name for name in judges if name not in names]
+        if missing:
+            raise UserError(f"{file}: no games by judge {', '.join(missing)} (judges there: "
+                            f"{', '.join(sorted(names)) or 'none'}). Fix: name a judge from "
+                            "that list.")
+        return headline(judgments, judges[0], judges if len(judges) > 1 else ())
+    if file.name == "judgments.jsonl" and (file.parent / MANIFEST).is_file():
+        with contextlib.suppress(UserError):  # an unreadable manifest: the games still tell
+            manifest = RunDir(file.parent).read_manifest()
+            return headline(judgments, manifest.judge, tuple(manifest.jury))
+    return headline(judgments)
+
+
 def stats(
     file: Annotated[
         Path, typer.Argument(help="Judgments file (JSON lines; schema in docs/statistics.md).")
@@ -355,6 +379,16 @@ def stats(
             help="CSV or JSON lines, one row per model: model, perplexity | eval_loss | "
             "bits_per_byte, and hyperparameter columns (learning_rate, lora_rank, ...). Adds "
             "the perplexity-paradox and hyperparameter tables.",
+        ),
+    ] = None,
+    judge: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--judge",
+            help="Only this judge's games (repeat it for a jury: majority of hard verdicts, "
+            "or mean of soft preferences). Default: the run's judge or jury when the file is "
+            "a run's judgments.jsonl, else every judge's games pooled (human labels and "
+            "repeats left out).",
         ),
     ] = None,
     score: Annotated[
@@ -382,7 +416,8 @@ def stats(
             f"--bootstrap {bootstrap} is too few rounds for a 95% interval. "
             "Fix: use at least 100 (default 2000)."
         )
-    judgments = read_judgments(file)
+    recorded = read_judgments(file)
+    judgments = _headline(file, recorded, judge or ()).judgments
     chosen = baseline if baseline is not None else baseline_for(file, judgments)
     table = read_runs(runs) if runs is not None else None
     if table is not None:

@@ -27,6 +27,7 @@ from evalharness.audit.findings import (
 from evalharness.audit.judge_health import judge_health
 from evalharness.keys import content_key
 from evalharness.schema import Answer, Judgment, Prompt, Record
+from evalharness.stats.raters import is_repeat
 from evalharness.store import ANSWERS, JUDGMENTS, JsonlLog, RunDir, atomic_write_text, utc_now
 
 AUDIT_FILE = "audit.json"
@@ -151,9 +152,10 @@ def audit_records(answers: Sequence[Answer], prompts: Sequence[Prompt],
             games = [j for j in judgments if {j.first, j.second} == {model, baseline}]
             for judged in judged_detectors():
                 findings += judged(own, games, config)
-    if judgments and baseline is not None:
+    rated = [j for j in judgments if not is_repeat(j.judge)]  # repeats: the noise floor's
+    if rated and baseline is not None:
         same: dict[str, Collection[str]] = dict(identical_answers(answers, baseline))
-        findings += judge_health(judgments, baseline, config, same)
+        findings += judge_health(rated, baseline, config, same)
     return _sorted(findings)
 
 

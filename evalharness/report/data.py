@@ -23,6 +23,7 @@ from evalharness.errors import UserError
 from evalharness.perplexity import PerplexitySummary
 from evalharness.perplexity import summarize as summarize_perplexity
 from evalharness.prompts import load_run_prompts
+from evalharness.report.judges import Raters, rater_figures
 from evalharness.schema import Answer, Judgment, Manifest, ModelSpec, PerplexityRecord, Prompt
 from evalharness.stats import (
     Interval,
@@ -35,6 +36,7 @@ from evalharness.stats import (
     summarize,
 )
 from evalharness.stats.intervals import bootstrap_weights, percentile_interval
+from evalharness.stats.raters import headline
 from evalharness.stats.summary import dedupe
 from evalharness.store import ANSWERS, JUDGMENTS, PERPLEXITY, JsonlLog, RunDir
 
@@ -96,6 +98,9 @@ class ReportData:
     """Candidate -> prompt id -> outcome against the baseline."""
     audit: AuditResult
     """The integrity audit's findings (``evalharness.audit``), kept in ``RUN/audit.json``."""
+    raters: Raters | None = None
+    """Per-rater win rates and agreement when the run holds several raters (a jury, human
+    labels); ``None`` with one judge. ``stats`` is the headline's (``raters.headline``)."""
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -207,15 +212,18 @@ def load_report_data(
         # A torn last line is a crash's leftover; the report shows what is complete.
         warnings.simplefilter("ignore")
         answers = tuple(JsonlLog(path / ANSWERS, Answer).read())
-        judgments = tuple(JsonlLog(path / JUDGMENTS, Judgment).read())
+        recorded = tuple(JsonlLog(path / JUDGMENTS, Judgment).read())
         ppl_records = JsonlLog(path / PERPLEXITY, PerplexityRecord).read()
-    if not judgments:
+    if not recorded:
         raise UserError(
             f"{path}: the run has no judgments ({JUDGMENTS} is missing or empty), so there "
             f"is nothing to report. Fix: judge it first: `evalharness judge {path}` (or make "
             "a judged run with `evalharness compare`); `evalharness show` prints the answers "
             "and perplexity of an unjudged run."
         )
+    # A run may hold human labels, repeats and several jurors: the headline reads one source.
+    head = headline(recorded, manifest.judge, tuple(manifest.jury))
+    judgments = head.judgments or list(recorded)
     models = {m for j in judgments for m in (j.first, j.second)}
     if manifest.baseline is not None and manifest.baseline in models:
         baseline = manifest.baseline
@@ -267,4 +275,7 @@ def load_report_data(
         hyperparameters=MappingProxyType({k: MappingProxyType(v) for k, v in hyper.items()}),
         outcomes=MappingProxyType(outcomes),
         audit=audit_run(path, baseline=baseline),
+        raters=rater_figures(recorded, head, baseline,
+                             [c.head_to_head.candidate for c in stats.candidates], seed=seed,
+                             n_boot=min(n_boot, 1000), confidence=confidence),
     )

@@ -17,6 +17,7 @@ from evalharness.redact import redact_text
 from evalharness.report.blocks import Block, Figure, Paragraph, Section, Table
 from evalharness.report.data import ReportData
 from evalharness.report.findings import findings_section
+from evalharness.report.judges import judge_agreement_line, judges_section
 from evalharness.stats import Interval, Standing, wilson
 from evalharness.stats.summary import CandidateStats, length_notes
 
@@ -161,6 +162,8 @@ def _summary(data: ReportData) -> Section:
         blocks.append(Paragraph(f"Warning: {s.problem}"))
     if data.prompts_note:
         blocks.append(Paragraph(f"Note: {data.prompts_note}."))
+    blocks.append(Paragraph(judge_agreement_line(
+        data.raters, data.raters.headline.source if data.raters else ", ".join(s.judges))))
     blocks += [Paragraph(f"Length control: {note}") for note in length_notes(s)]
     blocks += [
         Table(f"Head to head against {s.baseline} (ties count half)", tuple(columns),
@@ -452,7 +455,8 @@ def _provenance(data: ReportData) -> Section:
 
 def report_sections(data: ReportData) -> tuple[Section, ...]:
     """The report's sections, in order; sections without data are left out."""
-    found = [_summary(data), findings_section(data.audit), _league(data), _perplexity(data),
+    found = [_summary(data), findings_section(data.audit),
+             judges_section(data.raters, data.candidates), _league(data), _perplexity(data),
              _bias(data), _hyperparameters(data), _cost(data), _provenance(data)]
     return tuple(s for s in found if s is not None)
 

@@ -172,7 +172,7 @@ def mean_lengths(answers: Sequence[Answer]) -> dict[str, float]:
 
 def print_compare(console: Console, result: LeagueResult) -> None:
     """``compare``'s summary: the head to head, perplexity of both, judge bias, cost."""
-    wanted = {"summary", "findings", "perplexity", "bias", "cost"}
+    wanted = {"summary", "findings", "judges", "perplexity", "bias", "cost"}
     print_sections(console, [s for s in report_sections(result.report) if s.id in wanted])
     lengths = mean_lengths(result.report.answers)
     console.print(literal("mean answer length: " + ", ".join(
