@@ -32,6 +32,7 @@ from evalharness.errors import BackendError, JudgeError, UserError
 from evalharness.formats import cli as formats_cli
 from evalharness.judging import cli as judging_cli
 from evalharness.judging.config import JudgeConfig
+from evalharness.label import cli as label_cli
 from evalharness.redact import redact_text
 from evalharness.report import cli as report_cli
 from evalharness.schema import GenConfig
@@ -50,6 +51,7 @@ judging_cli.register(app)
 formats_cli.register(app)
 audit_cli.register(app)
 agree_cli.register(app)
+label_cli.register(app)
 
 EXIT_CRASH = 1
 EXIT_BAD_INPUT = 2

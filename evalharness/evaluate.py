@@ -50,6 +50,7 @@ from evalharness.prompts import DEFAULT_PROMPTS, load_prompt_set
 from evalharness.report.cli import check_bootstrap, check_format, write_rendered
 from evalharness.report.data import ReportData, load_report_data
 from evalharness.schema import GenConfig, Judgment, Manifest, ModelSpec
+from evalharness.stats.raters import is_primary
 from evalharness.stats.summary import CandidateStats
 from evalharness.store import JUDGMENTS, RunDir, utc_now
 
@@ -341,7 +342,8 @@ def _check_same_judge(run: RunDir, manifest: Manifest, config: JudgeConfig,
         else:
             other = f"{manifest.judge} (fingerprint {known[manifest.judge or ''][:12]})"
     else:  # a run from before fingerprints were recorded: the judgments' names tell
-        names = sorted({j.judge for j in run.log(JUDGMENTS, Judgment).read()} - {config.name})
+        names = sorted({j.judge for j in run.log(JUDGMENTS, Judgment).read()
+                        if is_primary(j.judge)} - {config.name})
         if not names or jury:
             return
         other = ", ".join(names)
