@@ -19,9 +19,11 @@ from evalharness.errors import UserError
 from evalharness.judging.config import JudgeConfig, resolve_judge
 from evalharness.judging.stage import (
     JudgeCounts,
+    JudgeOptions,
     MakeJudge,
     Pair,
     baseline_pairs,
+    check_options,
     judge_plan,
     judge_run,
     plan_run,
@@ -223,6 +225,7 @@ def league(
         prompts=prompts_ref(prompt_set), ppl_data=input_ref(data.ref) if data else None,
         candidates=tuple(specs), baseline=names[0], gen=gen, judge=judge_config.name,
         judge_fingerprint=judge_config.fingerprint, inputs=bound_inputs(specs, inputs),
+        price_sources={judge_config.name: judge_config.price_source},
     )
     claim_run(run, manifest)  # a foreign run directory is refused before the judge is asked
     _probe(judge_config)
@@ -267,19 +270,19 @@ def compare(candidate: str, baseline: str = BASELINE, **options: object) -> Comp
 def judge_existing_run(run: RunDir, judge: JudgeConfig, baseline: str | None = None,
                        candidates: Sequence[str] | None = None,
                        progress: Progress | None = None, runs_root: Path = DEFAULT_RUNS_ROOT,
-                       argv: Sequence[str] = (), make_judge: MakeJudge | None = None
-                       ) -> JudgeCounts:
+                       argv: Sequence[str] = (), make_judge: MakeJudge | None = None,
+                       options: JudgeOptions | None = None) -> JudgeCounts:
     """``evalharness judge RUN`` with one judge (see ``judge_with``)."""
     (counts,) = judge_with(run, [judge], baseline, candidates, progress, runs_root, argv,
-                           make_judge)
+                           make_judge, options)
     return counts
 
 
 def judge_with(run: RunDir, judges: Sequence[JudgeConfig], baseline: str | None = None,
                candidates: Sequence[str] | None = None,
                progress: Progress | None = None, runs_root: Path = DEFAULT_RUNS_ROOT,
-               argv: Sequence[str] = (), make_judge: MakeJudge | None = None
-               ) -> list[JudgeCounts]:
+               argv: Sequence[str] = (), make_judge: MakeJudge | None = None,
+               options: JudgeOptions | None = None) -> list[JudgeCounts]:
     """``evalharness judge RUN``: judge (or resume judging) the answers of a run made by
     ``generate``, ``compare``, ``league`` or ``demo``, with one judge or a jury.
 
@@ -310,9 +313,13 @@ def judge_with(run: RunDir, judges: Sequence[JudgeConfig], baseline: str | None 
     plans = [plan_run(run, config, chosen, candidates) for config in configs]
     for config in configs:
         _check_same_judge(run, manifest, config, jury=len(configs) > 1)
+        check_options(config, options or JudgeOptions())
     for config in configs:
         _probe(config)
-    update: dict[str, object] = {"argv": tuple(argv or sys.argv)}
+    update: dict[str, object] = {
+        "argv": tuple(argv or sys.argv),
+        "price_sources": {**manifest.price_sources,
+                          **{c.name: c.price_source for c in configs}}}
     if len(configs) > 1:
         update["jury"] = {**manifest.jury, **{c.name: c.fingerprint for c in configs}}
         if manifest.judge is None:
@@ -321,7 +328,7 @@ def judge_with(run: RunDir, judges: Sequence[JudgeConfig], baseline: str | None 
         update.update(judge=configs[0].name, judge_fingerprint=configs[0].fingerprint)
     judged = manifest.model_copy(update=update)
     with locked_run(run, judged), tracked_run(run, judged, command="judge"):
-        return [judge_plan(run, plan, config, progress, runs_root, make_judge)
+        return [judge_plan(run, plan, config, progress, runs_root, make_judge, options)
                 for plan, config in zip(plans, configs, strict=True)]
 
 

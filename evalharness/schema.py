@@ -379,6 +379,9 @@ class Manifest(Record):
     settings, engine, judge fingerprint, pairs. A rerun must match it to write here."""
     judge_fingerprint: str | None = None
     """Fingerprint of the judge that made every judgment in the run (see ``judge``)."""
+    price_sources: dict[str, str] = Field(default_factory=dict)
+    """Per judge, where the cost of its judgments came from: its config's prices,
+    ``--judge-price``, or 0 for an endpoint other than its config's own."""
     jury: dict[str, str] = Field(default_factory=dict)
     """When several judges judged the run (``judge RUN --judge a --judge b``): each juror's
     name and fingerprint. Each juror's verdicts are stored under its own name; the headline

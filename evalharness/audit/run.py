@@ -194,6 +194,7 @@ def audit_run(run_dir: Path | str, *, config: AuditConfig | None = None,
     """
     from evalharness.prompts import load_run_prompts
     from evalharness.stats import infer_baseline
+    from evalharness.stats.current import current_judgments
     from evalharness.stats.summary import dedupe
 
     path = Path(run_dir)
@@ -202,7 +203,7 @@ def audit_run(run_dir: Path | str, *, config: AuditConfig | None = None,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a torn last line is reported by the run's readers
         answers = JsonlLog(path / ANSWERS, Answer).read()
-        judgments, _ = dedupe(JsonlLog(path / JUDGMENTS, Judgment).read())
+        judgments, _ = dedupe(current_judgments(JsonlLog(path / JUDGMENTS, Judgment).read()))
     prompts, _ = load_run_prompts(manifest, answers, judgments)
     if baseline is None:
         baseline = manifest.baseline

@@ -23,7 +23,10 @@ from evalharness.judging.config import (
     load_judge,
     resolve_judge,
 )
-from evalharness.judging.stage import JudgeCounts
+from evalharness.judging.prices import PRICE_FLAG, parse_price
+from evalharness.judging.repeats import DEFAULT_SAMPLE
+from evalharness.judging.stage import JudgeCounts, JudgeOptions, check_options
+from evalharness.stats.noise import noise_lines
 
 JudgesDirOption = Annotated[Path | None, typer.Option(
     "--judges-dir", help="Folder of judge definitions (default: $EVALHARNESS_JUDGES, else the "
@@ -36,9 +39,11 @@ def _console() -> Console:
 
 def judge(
     run: Annotated[str, typer.Argument(help="A run directory, or a run id under --runs-root.")],
-    judge_name: Annotated[str, typer.Option(
+    judge_names: Annotated[list[str] | None, typer.Option(
         "--judge", "-j", help="Judge name (a folder under the judges dir) or a judge folder; "
-        "`evalharness judges` lists them.")] = "pairwise-binary",
+        "`evalharness judges` lists them. Repeat it for a jury: each juror's verdicts are "
+        "stored under its own name and the headline combines them (default: "
+        "pairwise-binary).")] = None,
     baseline: Annotated[str | None, typer.Option(
         "--baseline", help="Model every candidate plays (default: the run's baseline).")] = None,
     candidate: Annotated[list[str] | None, typer.Option(
@@ -51,6 +56,20 @@ def judge(
         "--judge-model", help="Model name the endpoint serves.")] = None,
     concurrency: Annotated[int | None, typer.Option(
         min=1, help="Judge calls in flight at once (default: the judge's config).")] = None,
+    judge_price: Annotated[str | None, typer.Option(
+        PRICE_FLAG, metavar="IN,OUT", help="USD per 1,000 input and output tokens, e.g. "
+        "0.00015,0.0006 (default: the judge config's prices, but 0 for any --judge-url other "
+        "than the config's own).")] = None,
+    retry_invalid: Annotated[bool, typer.Option(
+        "--retry-invalid", help="Ask again the games stored invalid (no readable verdict); "
+        "the new judgment supersedes the old.")] = False,
+    repeats: Annotated[int, typer.Option(
+        "--repeats", min=0, metavar="K", help="Noise floor: ask a sample of judged games K "
+        "more times (new fence ids; a sampling judge gets a new seed) and print the judge's "
+        "self-consistency and the win-rate difference its noise can explain.")] = 0,
+    repeat_sample: Annotated[int | None, typer.Option(
+        "--repeat-sample", min=1, metavar="N", help=f"(candidate, prompt) pairs --repeats "
+        f"asks, both orders each: K x 2N calls (default {DEFAULT_SAMPLE}).")] = None,
     judges_dir: JudgesDirOption = None,
     runs_root: Annotated[Path, typer.Option("--runs-root", help="Where run directories "
                                             "live.")] = Path("runs"),
@@ -58,21 +77,38 @@ def judge(
     """Judge a run's answers: each candidate vs the baseline, both orders (resumable).
 
     Any run with answers (generate, compare, league, demo) can be judged, by the judge that
-    made its judgments so far; everything is checked before the run is touched.
+    made its judgments so far or by a jury (--judge a --judge b); everything is checked
+    before the run is touched. --judge-url, --judge-model, --concurrency and --judge-price
+    apply to every juror.
     """
-    from evalharness.evaluate import judge_existing_run
+    from evalharness.evaluate import judge_with
     from evalharness.progress import RichProgress
     from evalharness.store import resolve_run
 
-    config = resolve_judge(judge_name, judges_dir).with_overrides(
-        model=judge_model, base_url=judge_url, concurrency=concurrency)
+    if repeat_sample is not None and not repeats:
+        raise UserError("--repeat-sample sizes the noise floor's sample, which only --repeats "
+                        "asks for. Fix: add --repeats K (e.g. --repeats 3), or drop "
+                        "--repeat-sample.")
+    price = parse_price(judge_price) if judge_price is not None else None
+    configs = [resolve_judge(name, judges_dir).with_overrides(
+        model=judge_model, base_url=judge_url, concurrency=concurrency, price=price)
+        for name in judge_names or ["pairwise-binary"]]
+    options = JudgeOptions(retry_invalid=retry_invalid, repeats=repeats,
+                           repeat_sample=repeat_sample or DEFAULT_SAMPLE)
+    for config in configs:
+        check_options(config, options)
     target = resolve_run(run, runs_root)
     with RichProgress() as progress:  # a failing endpoint (JudgeError): cli.main reports it
-        counts = judge_existing_run(target, config, baseline, candidate, progress, runs_root,
-                                    argv=sys.argv)
-    print_summary(_console(), counts)
-    if counts.problem:  # every judgment invalid: the judge's replies are the problem
-        raise UserError(counts.problem)
+        done = judge_with(target, configs, baseline, candidate, progress, runs_root,
+                          argv=sys.argv, options=options)
+    for counts in done:
+        print_summary(_console(), counts)
+    if len(done) > 1:
+        _console().print(f"jury: {', '.join(c.judge for c in done)}; the run's statistics "
+                         "combine their verdicts (`evalharness agree` compares them)")
+    for counts in done:
+        if counts.problem:  # every judgment invalid: the judge's replies are the problem
+            raise UserError(counts.problem)
 
 
 def print_summary(console: Console, counts: JudgeCounts) -> None:
@@ -87,9 +123,16 @@ def print_summary(console: Console, counts: JudgeCounts) -> None:
     if counts.skipped:
         console.print(f"skipped: {counts.skipped} games on prompts without a reference "
                       "(the reference judge cannot play them)")
+    if counts.retried:
+        console.print(f"re-judged: {counts.retried} games stored invalid; their new "
+                      "judgments supersede the old (kept on disk as history)")
     console.print(f"judge calls now: {counts.calls}; tokens now: "
                   f"{counts.usage.prompt_tokens:,} in, {counts.usage.completion_tokens:,} out; "
-                  f"estimated cost now: ${counts.cost_usd:.4f}")
+                  f"estimated cost now: ${counts.cost_usd:.4f} (prices: "
+                  f"{counts.price_source or 'config'})")
+    if counts.noise is not None or counts.repeated:
+        console.print(f"noise-floor repeats now: {counts.repeated} (stored as "
+                      f"{counts.judge}#1, #2...: never counted in the win rates)")
     if counts.tallies:
         table = Table(title=f"Games by judge {counts.judge} (both orders)")
         for column in ("candidate", "opponent", "wins", "ties", "losses", "invalid"):
@@ -98,6 +141,9 @@ def print_summary(console: Console, counts: JudgeCounts) -> None:
         for (x, y), t in counts.tallies.items():
             table.add_row(x, y, str(t.wins), str(t.ties), str(t.losses), str(t.invalid))
         console.print(table)
+    if counts.noise is not None:
+        for line in noise_lines(counts.noise):
+            console.print(line)
     console.print(f"run directory: {counts.run_dir}")
     console.print(f"statistics: evalharness stats {counts.run_dir / 'judgments.jsonl'}")
 

@@ -5,6 +5,10 @@ The judge's *fingerprint* hashes exactly what changes its verdicts (model, sampl
 templates, verdict patterns, log-prob settings, reference metric); concurrency, retries,
 timeouts, prices, the endpoint URL and the API key variable are not in it, so moving a judge
 to another server or raising its concurrency keeps every judgment already made.
+
+Prices belong to an endpoint, not to a judge: the shipped judges carry a hosted API's prices,
+and a judge pointed elsewhere (``--judge-url``: a local vLLM, another provider) costs 0
+unless priced with ``--judge-price IN,OUT``. ``JudgeConfig.price_source`` says which.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from evalharness.errors import UserError
+from evalharness.judging.prices import PRICE_FLAG, Price, same_endpoint
 from evalharness.judging.templates import REQUIRED, placeholder_problems, used_placeholders
 from evalharness.judging.verdicts import LogprobTokens, VerdictRule, parse_verdict
 from evalharness.keys import content_key
@@ -33,9 +38,10 @@ METRICS = ("token_f1", "rouge_l")
 WINNERS = ("A", "B", "tie")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS = {"description", "kind", "model", "base_url", "api_key_env", "temperature",
-             "max_tokens", "concurrency", "timeout_s", "retries", "invalid_retries", "backoff",
-             "price_per_1k", "templates", "verdicts", "logprobs", "examples", "metric",
-             "tie_margin"}
+             "max_tokens", "concurrency", "timeout_s", "retries", "invalid_retries",
+             "retry_temperature", "backoff", "price_per_1k", "templates", "verdicts",
+             "logprobs", "examples", "metric", "tie_margin"}
+DEFAULT_RETRY_TEMPERATURE = 0.7
 _NESTED_KEYS = {"backoff": {"initial_s", "max_s"}, "price_per_1k": {"input", "output"},
                 "templates": {"system", "user"}, "logprobs": {"top_logprobs", "tokens", "position"}}
 
@@ -62,10 +68,23 @@ class JudgeConfig:
     """Retries of a call that failed in transit (429, 5xx, timeout, dropped connection)."""
     invalid_retries: int = 2
     """Extra calls when the verdict cannot be read; then the judgment is stored invalid."""
+    retry_temperature: float | None = DEFAULT_RETRY_TEMPERATURE
+    """Lowest temperature of those extra calls (``None``: the judge's own). A greedy judge
+    asked the same thing gives the same unreadable reply; every retry also shows new fence
+    ids (``llm.retry_plan``). Not in the fingerprint, like ``invalid_retries``."""
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     price_input_per_1k: float = 0.0
     price_output_per_1k: float = 0.0
+    price_source: str = "config"
+    """Where the prices came from, for the cost table: ``config <name>``, ``--judge-price``,
+    or an unpriced endpoint (0). Prices change no verdict: not in the fingerprint."""
+    fence_salt: str = ""
+    """Mixed into every fence id (the noise floor's repeats show the judge new ids); not in
+    the fingerprint: a repeat's key carries its number instead."""
+    seed: int | None = None
+    """Sent as the request's ``seed`` when set (a sampling judge's repeats); not in the
+    fingerprint, for the same reason as ``fence_salt``."""
     system_template: str | None = None
     user_template: str = ""
     verdicts: tuple[VerdictRule, ...] = ()
@@ -108,17 +127,32 @@ class JudgeConfig:
         })
 
     def with_overrides(self, *, model: str | None = None, base_url: str | None = None,
-                       concurrency: int | None = None) -> JudgeConfig:
-        """A copy pointed at another model or endpoint, or run at another concurrency."""
+                       concurrency: int | None = None, price: Price | None = None
+                       ) -> JudgeConfig:
+        """A copy pointed at another model or endpoint, run at another concurrency, or priced.
+
+        An endpoint other than the config's own (``same_endpoint``) is unpriced, 0, unless
+        ``price`` is given: the config's prices are a hosted API's, and charging a local
+        server's tokens at them would report a cost nobody pays.
+        """
         changes: dict[str, Any] = {}
         if model:
             changes["model"] = model
         if base_url:
             changes["base_url"] = base_url
+            if not same_endpoint(base_url, self.base_url) and (
+                    self.price_input_per_1k or self.price_output_per_1k):
+                shown = redact_text(strip_userinfo(base_url))
+                changes.update(price_input_per_1k=0.0, price_output_per_1k=0.0,
+                               price_source=f"unpriced endpoint {shown}: 0 ({PRICE_FLAG} "
+                               "IN,OUT prices it)")
         if concurrency is not None:
             if concurrency < 1:
                 raise UserError(f"--concurrency must be at least 1, not {concurrency}")
             changes["concurrency"] = concurrency
+        if price is not None:
+            changes.update(price_input_per_1k=price.input_per_1k,
+                           price_output_per_1k=price.output_per_1k, price_source=PRICE_FLAG)
         return replace(self, **changes)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
@@ -271,7 +305,7 @@ class _Reader:
             if key in self.data:
                 self.problem((key,), f"'{key}' has no meaning for a reference judge; remove it")
         return JudgeConfig(
-            **common,
+            **common, price_source="offline judge: 0",
             metric=self.get(("metric",), str, "token_f1",
                             (f"must be one of {', '.join(METRICS)}", METRICS.__contains__)),
             tie_margin=self.get(("tie_margin",), float, 0.02,
@@ -306,10 +340,15 @@ class _Reader:
             timeout_s=self.get(("timeout_s",), float, 60.0, positive),
             retries=self.get(("retries",), int, 6, at_least_0),
             invalid_retries=self.get(("invalid_retries",), int, 2, at_least_0),
+            retry_temperature=None if "retry_temperature" in self.data and self.data[
+                "retry_temperature"] is None else self.get(
+                    ("retry_temperature",), float, DEFAULT_RETRY_TEMPERATURE, at_least_0),
             backoff_initial_s=self.get(("backoff", "initial_s"), float, 1.0, at_least_0),
             backoff_max_s=self.get(("backoff", "max_s"), float, 60.0, at_least_0),
             price_input_per_1k=self.get(("price_per_1k", "input"), float, 0.0, at_least_0),
             price_output_per_1k=self.get(("price_per_1k", "output"), float, 0.0, at_least_0),
+            price_source=(f"config {folder.name}" if "price_per_1k" in self.data
+                          else f"config {folder.name}: no price_per_1k (0)"),
             system_template=system, user_template=user or "", verdicts=verdicts,
             logprob_tokens=tokens, top_logprobs=top,
         )

@@ -6,7 +6,10 @@ asks but never longer than ``backoff.max_s`` (an endpoint asking for an hour wou
 park every worker silently); a wait over ``LONG_WAIT_S`` is shown with its reason. When
 ``retries`` are spent the run stops with ``JudgeError`` (everything finished is on disk, a
 rerun resumes). A reply whose verdict cannot be read is asked again ``invalid_retries``
-times, then returned invalid with its text: that is the judge's answer. A request the
+times, then returned invalid with its text: that is the judge's answer. Each retry changes
+what can change the reply (``retry_plan``): the fences show new ids, and a judge that does
+not sample (temperature below ``retry_temperature``) is sampled at ``retry_temperature``;
+asking a greedy judge the identical request would buy the identical reply. A request the
 endpoint rejects (other 4xx) is not an answer: it comes back as ``Outcome.rejected`` and is
 never stored, so a rerun after fixing the endpoint judges the game. A bad key or an unknown
 model stops the run with a ``UserError``; ``probe_judge`` finds those before any work starts.
@@ -38,6 +41,7 @@ from evalharness.judging.verdicts import (
     verdict_from_weight,
     weight_from_positions,
 )
+from evalharness.keys import content_key
 from evalharness.redact import redact_text, remember_secret, strip_userinfo
 from evalharness.schema import TokenUsage
 
@@ -88,14 +92,84 @@ def api_key_for(config: JudgeConfig, environ: Mapping[str, str] | None = None) -
     return key
 
 
-def messages_for(config: JudgeConfig, game: GameText) -> list[dict[str, str]]:
-    """The chat messages the judge is sent for ``game``."""
+def salted_values(game: GameText, salt: str) -> dict[str, str]:
+    """``values_for(game)`` with fences whose id also hashes ``salt`` (no salt: unchanged).
+
+    The id is swapped in the fence lines only; an answer cannot hold them (it would have to
+    contain a hash of itself), so the swap touches no answer text.
+
+    >>> game = GameText("Q?", "yes", "no")
+    >>> plain, salted = salted_values(game, ""), salted_values(game, "retry-1")
+    >>> plain == values_for(game), plain["fence_id"] != salted["fence_id"]
+    (True, True)
+    >>> salted["answer_a"].splitlines()[0] == f"<<<ANSWER A id={salted['fence_id']}>>>"
+    True
+    """
     values = values_for(game)
+    if not salt:
+        return values
+    old = values["fence_id"]
+    new = content_key([old, salt])[:len(old)]
+    swapped = {name: text.replace(f" id={old}>>>", f" id={new}>>>")
+               for name, text in values.items()}
+    return {**swapped, "fence_id": new}
+
+
+def messages_for(config: JudgeConfig, game: GameText, salt: str = ""
+                 ) -> list[dict[str, str]]:
+    """The chat messages the judge is sent for ``game`` (``salt``: see ``salted_values``)."""
+    values = salted_values(game, salt)
     messages = []
     if config.system_template:
         messages.append({"role": "system", "content": render(config.system_template, values)})
     messages.append({"role": "user", "content": render(config.user_template, values)})
     return messages
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one call of a game is made: what it mixes into the fence ids, and its temperature."""
+
+    salt: str
+    temperature: float
+
+
+def retry_plan(config: JudgeConfig, attempt: int) -> Attempt:
+    """The request of call ``attempt`` of a game (0: the first; 1, 2...: after unreadable
+    replies).
+
+    The first call is the judge as configured (its fence ids are the game's, salted only by a
+    noise-floor repeat). Every retry shows new fence ids, and is sampled at least at
+    ``retry_temperature``: a temperature-0 judge asked the identical request again returns
+    the identical reply, so a retry that changed nothing would only spend tokens.
+
+    >>> from pathlib import Path
+    >>> greedy = JudgeConfig(name="j", folder=Path("j"))
+    >>> retry_plan(greedy, 0), retry_plan(greedy, 2)
+    (Attempt(salt='', temperature=0.0), Attempt(salt='retry-2', temperature=0.7))
+    >>> from dataclasses import replace
+    >>> retry_plan(replace(greedy, temperature=1.0, fence_salt="repeat-1"), 1)
+    Attempt(salt='repeat-1/retry-1', temperature=1.0)
+    """
+    if attempt == 0:
+        return Attempt(config.fence_salt, config.temperature)
+    salt = "/".join(part for part in (config.fence_salt, f"retry-{attempt}") if part)
+    floor = config.retry_temperature
+    return Attempt(salt, config.temperature if floor is None
+                   else max(config.temperature, floor))
+
+
+def retry_note(config: JudgeConfig) -> str:
+    """What the retries of an unreadable reply changed, for the judgment's ``error``.
+
+    >>> from pathlib import Path
+    >>> retry_note(JudgeConfig(name="j", folder=Path("j")))
+    'each retry showed new fence ids and was sampled at temperature 0.7'
+    """
+    temperature = retry_plan(config, 1).temperature
+    sampled = ("was sampled at temperature " if temperature != config.temperature
+               else "kept the judge's temperature ")
+    return f"each retry showed new fence ids and {sampled}{temperature:g}"
 
 
 @dataclass(frozen=True)
@@ -153,12 +227,13 @@ class LLMJudge:
 
     async def judge(self, game: GameText) -> Outcome:
         """Judge one game (see the module docstring for what is retried and how)."""
-        messages = messages_for(self.config, game)
         prompt_tokens = completion_tokens = attempts = 0
         last: _Reply | None = None
         error = "no reply"
-        for _ in range(self.config.invalid_retries + 1):
-            reply, calls = await self._call(messages)
+        for number in range(self.config.invalid_retries + 1):
+            plan = retry_plan(self.config, number)
+            reply, calls = await self._call(messages_for(self.config, game, plan.salt),
+                                            plan.temperature)
             attempts += calls
             if isinstance(reply, _Rejected):
                 return Outcome(None, None, raw="", usage=TokenUsage(
@@ -188,16 +263,21 @@ class LLMJudge:
             usage=TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
             attempts=attempts,
             error=redact_text(f"{error}; gave up after {self.config.invalid_retries + 1} "
-                              "replies without a readable verdict"),
+                              "replies without a readable verdict" + (
+                                  f" ({retry_note(self.config)})"
+                                  if self.config.invalid_retries else "")),
         )
 
-    async def _call(self, messages: list[dict[str, str]]) -> tuple[_Reply | _Rejected, int]:
+    async def _call(self, messages: list[dict[str, str]], temperature: float
+                    ) -> tuple[_Reply | _Rejected, int]:
         import openai
 
         config = self.config
         kwargs: dict[str, Any] = {"model": config.model, "messages": messages,
-                                  "temperature": config.temperature,
+                                  "temperature": temperature,
                                   "max_tokens": config.max_tokens}
+        if config.seed is not None:
+            kwargs["seed"] = config.seed
         if config.logprob_tokens is not None:
             kwargs.update(logprobs=True, top_logprobs=config.top_logprobs)
         for attempt in range(config.retries + 1):

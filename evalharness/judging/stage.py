@@ -10,6 +10,11 @@ with the same key, in this run or another under ``runs_root``, are copied with t
 changed instead of asking the judge again (two adapters that gave the same answer, or a
 second ``compare`` against the same baseline). Each judgment is appended from the event
 loop as soon as it finishes, so a killed process loses only the calls in flight.
+
+Nothing is ever rewritten. Re-judging (``JudgeOptions.retry_invalid``) appends a new record
+for each game whose record is invalid; the new one supersedes it when the file is read
+(``stats.current``). The noise floor's repeats (``JudgeOptions.repeats``, ``repeats.py``)
+are games of their own judges, ``<judge>#k``, under their own keys.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ from evalharness.errors import JudgeError, UserError
 from evalharness.invalid import all_invalid_problem
 from evalharness.judging.base import Judge, Outcome
 from evalharness.judging.config import JudgeConfig
+from evalharness.judging.repeats import (
+    DEFAULT_SAMPLE,
+    Identity,
+    check_repeats,
+    repeat_config,
+    repeat_games,
+    sample_games,
+)
 from evalharness.judging.templates import GameText, neutralised, question_text
 from evalharness.keys import content_key
 from evalharness.pipeline import (
@@ -34,6 +47,8 @@ from evalharness.pipeline import (
 )
 from evalharness.prompts import load_prompt_set
 from evalharness.schema import Answer, Judgment, Manifest, Prompt, PromptSet, TokenUsage
+from evalharness.stats.current import current_judgments
+from evalharness.stats.noise import NoiseFloor, noise_floor
 from evalharness.store import ANSWERS, JUDGMENTS, JsonlLog, RunDir, find_reusable
 
 Pair = tuple[str, str]
@@ -80,6 +95,29 @@ class JudgeCounts:
     problem: str | None = None
     """Set when every game in the run is invalid: the judge's replies are the problem (the
     message quotes some, and says what to fix). The CLI prints it and exits 2."""
+    price_source: str = ""
+    """Where ``cost_usd``'s prices came from (``JudgeConfig.price_source``)."""
+    retried: int = 0
+    """Games stored invalid that got a new record now (``--retry-invalid``: asked again, or
+    copied from a valid judgment of the same game elsewhere); the new records supersede."""
+    repeated: int = 0
+    """Noise-floor repeats brought to disk now (judged or copied), all repeats together."""
+    noise: NoiseFloor | None = None
+    """The judge's noise floor, when repeats were asked (``--repeats``) and the plan has a
+    baseline (one model in every pair)."""
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """What ``judge RUN`` does beyond judging the games not on disk."""
+
+    retry_invalid: bool = False
+    """Ask again the games whose judgment on disk is invalid (``--retry-invalid``). The new
+    record is appended; it supersedes the invalid one (``stats.current``)."""
+    repeats: int = 0
+    """Ask a sample of judged games again this many times (``--repeats``): the noise floor."""
+    repeat_sample: int = DEFAULT_SAMPLE
+    """(candidate, prompt) pairs in that sample, both orders each (``--repeat-sample``)."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +262,8 @@ def default_judge_factory(config: JudgeConfig, notify: Callable[[str], None] | N
 def judge_run(run: RunDir, judge: JudgeConfig, baseline: str,
               candidates: Sequence[str] | None = None, progress: Progress | None = None,
               runs_root: Path = DEFAULT_RUNS_ROOT, *, pairs: Sequence[Pair] | None = None,
-              make_judge: MakeJudge | None = None) -> JudgeCounts:
+              make_judge: MakeJudge | None = None, options: JudgeOptions | None = None
+              ) -> JudgeCounts:
     """Make sure ``run`` holds both orders of every game between each candidate and the
     baseline (or of the given ``pairs``), judging only what is not on disk.
 
@@ -237,13 +276,14 @@ def judge_run(run: RunDir, judge: JudgeConfig, baseline: str,
         runs_root: where other runs live, for reusing their judgments.
         pairs: explicit (x, y) pairs instead of candidates vs baseline (a round robin).
         make_judge: builds the judge (default: the real LLM or reference judge).
+        options: re-judging invalid games, the noise floor's repeats (``JudgeOptions``).
 
     Raises:
-        UserError: unknown models, no key, a changed prompt set.
+        UserError: unknown models, no key, a changed prompt set, repeats of an offline judge.
         JudgeError: the endpoint kept failing (what finished is saved; rerun to resume).
     """
     plan = plan_run(run, judge, baseline, candidates, pairs)
-    return judge_plan(run, plan, judge, progress, runs_root, make_judge)
+    return judge_plan(run, plan, judge, progress, runs_root, make_judge, options)
 
 
 def plan_run(run: RunDir, judge: JudgeConfig, baseline: str,
@@ -289,57 +329,134 @@ def _check_models(inputs: RunInputs, baseline: str, candidates: Sequence[str] | 
 
 
 def judge_plan(run: RunDir, plan: Plan, judge: JudgeConfig, progress: Progress | None = None,
-               runs_root: Path = DEFAULT_RUNS_ROOT, make_judge: MakeJudge | None = None
-               ) -> JudgeCounts:
-    """Judge the games of ``plan`` that ``run`` does not hold yet (see ``judge_run``)."""
+               runs_root: Path = DEFAULT_RUNS_ROOT, make_judge: MakeJudge | None = None,
+               options: JudgeOptions | None = None) -> JudgeCounts:
+    """Judge the games of ``plan`` that ``run`` does not hold yet (see ``judge_run``), then
+    what ``options`` asks: invalid games again, and the noise floor's repeats."""
+    options = options or JudgeOptions()
+    check_options(judge, options)
+    shown = progress or SilentProgress()
     log = run.log(JUDGMENTS, Judgment)
-    existing = log.read()
-    done = {(r.key, r.first, r.second) for r in existing}
-    by_key = {r.key: r for r in existing}
-    missing = [g for g in plan.games if g.identity not in done]
-    wanted = {g.key for g in missing} - set(by_key)
-    by_key.update(find_reusable(runs_root, JUDGMENTS, Judgment, wanted, exclude=run.path))
-    groups: dict[str, list[PlannedGame]] = {}
-    reused = 0
     try:
-        for game in missing:
-            if game.identity in done:
-                continue  # the same game twice in the plan (a pair listed twice)
-            done.add(game.identity)
-            if game.key in by_key:
-                log.append(_copy(by_key[game.key], game, judge.name))
-                reused += 1
-            else:
-                groups.setdefault(game.key, []).append(game)
-        log.checkpoint()
-        spent = _Spent()
-        if groups:
-            shown = progress or SilentProgress()
-            shown.start(f"judging ({judge.name})", len(groups))
-            made = (make_judge(judge) if make_judge
-                    else default_judge_factory(judge, shown.note))
-            asyncio.run(_judge_all(list(groups.values()), made, judge, log, shown, spent))
+        where = _Where(run.path, runs_root, log, shown, make_judge)
+        main = _fill(where, plan.games, judge, retry_invalid=options.retry_invalid)
+        extra: list[_Filled] = []
+        if options.repeats and not main.spent.rejected:
+            sample = sample_games(plan.games, _counting(log.read()), options.repeat_sample)
+            extra = [_fill(where, repeat_games(sample, k), repeat_config(judge, k),
+                           retry_invalid=options.retry_invalid)
+                     for k in range(1, options.repeats + 1)]
     finally:
         log.close()
+    spent = _Spent.total([main.spent, *(f.spent for f in extra)])
     if spent.rejected:
         raise _rejected_error(judge, spent)
-    computed = sum(len(g) for g in groups.values())
-    reused += spent.copies
-    computed -= spent.copies
-    records = {(r.key, r.first, r.second): r for r in log.read()}
+    judgments = log.read()
+    records = _counting(judgments)
     held = [records[g.identity] for g in plan.games if g.identity in records]
+    baseline = _baseline_of(plan)
     return JudgeCounts(
         run_dir=run.path, judge=judge.name, total=len(plan.games),
-        on_disk=len(plan.games) - len(missing), reused=reused, computed=computed,
+        on_disk=len(plan.games) - main.missing, reused=main.reused, computed=main.computed,
         skipped=plan.skipped,
-        invalid=sum(1 for r in held if r.winner is None),
+        invalid=sum(1 for r in held if not r.valid),
         calls=spent.calls,
         usage=TokenUsage(prompt_tokens=spent.prompt_tokens,
                          completion_tokens=spent.completion_tokens),
         cost_usd=judge.cost(spent.prompt_tokens, spent.completion_tokens),
         tallies=tally(plan.games, records),
         problem=all_invalid_problem(held, judge.name),
+        price_source=judge.price_source, retried=main.retried,
+        repeated=sum(f.computed + f.reused for f in extra),
+        noise=(noise_floor(judgments, judge.name, baseline)
+               if options.repeats and baseline is not None else None),
     )
+
+
+def check_options(judge: JudgeConfig, options: JudgeOptions) -> None:
+    """Refuse options this judge cannot honour, before anything is touched.
+
+    Raises:
+        UserError: see ``repeats.check_repeats``.
+    """
+    check_repeats(judge, options.repeats, options.repeat_sample)
+
+
+def _counting(judgments: Sequence[Judgment]) -> dict[Identity, Judgment]:
+    """The record that counts for each game on disk: its first valid one, else its last
+    (``stats.current``: a re-judged game supersedes its invalid records)."""
+    counting: dict[Identity, Judgment] = {}
+    for record in current_judgments(judgments):
+        counting.setdefault((record.key, record.first, record.second), record)
+    return counting
+
+
+def _baseline_of(plan: Plan) -> str | None:
+    """The baseline: the opponent of every pair (``baseline_pairs``), if there is one."""
+    opponents = {g.pair[1] for g in plan.games}
+    return opponents.pop() if len(opponents) == 1 else None
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a fill reads and writes: the run, other runs, the log, the progress, the judge."""
+
+    run_path: Path
+    runs_root: Path
+    log: JsonlLog[Judgment]
+    progress: Progress
+    make_judge: MakeJudge | None
+
+
+@dataclass(frozen=True)
+class _Filled:
+    missing: int
+    """Planned games not counted on disk before (invalid ones too, when re-judging)."""
+    retried: int
+    """Of those, games whose invalid record is superseded now (or will be: rejected)."""
+    reused: int
+    computed: int
+    spent: _Spent
+
+
+def _fill(where: _Where, games: Sequence[PlannedGame], judge: JudgeConfig, *,
+          retry_invalid: bool) -> _Filled:
+    """Bring ``games`` to disk: copy what is known (this run, other runs), judge the rest.
+
+    With ``retry_invalid`` a game whose counting record is invalid is not done, and only
+    valid records are copied: the game is asked again, and the new record supersedes.
+    """
+    counting = _counting(where.log.read())
+    usable = {i: r for i, r in counting.items() if r.valid or not retry_invalid}
+    done = set(usable)
+    by_key = {r.key: r for r in usable.values()}
+    missing = [g for g in games if g.identity not in done]
+    retried = len({g.identity for g in missing} & set(counting))
+    wanted = {g.key for g in missing} - set(by_key)
+    found = find_reusable(where.runs_root, JUDGMENTS, Judgment, wanted, exclude=where.run_path)
+    by_key.update({k: r for k, r in found.items() if r.valid or not retry_invalid})
+    groups: dict[str, list[PlannedGame]] = {}
+    reused = 0
+    for game in missing:
+        if game.identity in done:
+            continue  # the same game twice in the plan (a pair listed twice)
+        done.add(game.identity)
+        if game.key in by_key:
+            where.log.append(_copy(by_key[game.key], game, judge.name))
+            reused += 1
+        else:
+            groups.setdefault(game.key, []).append(game)
+    where.log.checkpoint()
+    spent = _Spent()
+    if groups:
+        where.progress.start(f"judging ({judge.name})", len(groups))
+        made = (where.make_judge(judge) if where.make_judge
+                else default_judge_factory(judge, where.progress.note))
+        asyncio.run(_judge_all(list(groups.values()), made, judge, where.log, where.progress,
+                               spent))
+    computed = sum(len(g) for g in groups.values()) - spent.copies
+    return _Filled(missing=len(missing), retried=retried, reused=reused + spent.copies,
+                   computed=computed, spent=spent)
 
 
 @dataclass
@@ -351,6 +468,16 @@ class _Spent:
     rejected: list[str] = field(default_factory=list)
     """The endpoint's message for each game it refused (not stored)."""
     stored: int = 0
+
+    @classmethod
+    def total(cls, parts: Sequence[_Spent]) -> _Spent:
+        """The sum of several fills' spending."""
+        return cls(calls=sum(p.calls for p in parts),
+                   prompt_tokens=sum(p.prompt_tokens for p in parts),
+                   completion_tokens=sum(p.completion_tokens for p in parts),
+                   copies=sum(p.copies for p in parts),
+                   rejected=[m for p in parts for m in p.rejected],
+                   stored=sum(p.stored for p in parts))
 
 
 def _rejected_error(judge: JudgeConfig, spent: _Spent) -> JudgeError:

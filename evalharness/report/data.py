@@ -35,6 +35,7 @@ from evalharness.stats import (
     spec_hyperparameters,
     summarize,
 )
+from evalharness.stats.current import current_judgments
 from evalharness.stats.intervals import bootstrap_weights, percentile_interval
 from evalharness.stats.raters import headline
 from evalharness.stats.summary import dedupe
@@ -98,6 +99,9 @@ class ReportData:
     """Candidate -> prompt id -> outcome against the baseline."""
     audit: AuditResult
     """The integrity audit's findings (``evalharness.audit``), kept in ``RUN/audit.json``."""
+    recorded: tuple[Judgment, ...] = ()
+    """Every judgment in the run that counts (re-judged invalid ones dropped): jurors',
+    people's and repeats' too (the cost table adds them all)."""
     raters: Raters | None = None
     """Per-rater win rates and agreement when the run holds several raters (a jury, human
     labels); ``None`` with one judge. ``stats`` is the headline's (``raters.headline``)."""
@@ -212,7 +216,7 @@ def load_report_data(
         # A torn last line is a crash's leftover; the report shows what is complete.
         warnings.simplefilter("ignore")
         answers = tuple(JsonlLog(path / ANSWERS, Answer).read())
-        recorded = tuple(JsonlLog(path / JUDGMENTS, Judgment).read())
+        recorded = tuple(current_judgments(JsonlLog(path / JUDGMENTS, Judgment).read()))
         ppl_records = JsonlLog(path / PERPLEXITY, PerplexityRecord).read()
     if not recorded:
         raise UserError(
@@ -275,6 +279,7 @@ def load_report_data(
         hyperparameters=MappingProxyType({k: MappingProxyType(v) for k, v in hyper.items()}),
         outcomes=MappingProxyType(outcomes),
         audit=audit_run(path, baseline=baseline),
+        recorded=recorded,
         raters=rater_figures(recorded, head, baseline,
                              [c.head_to_head.candidate for c in stats.candidates], seed=seed,
                              n_boot=min(n_boot, 1000), confidence=confidence),

@@ -389,7 +389,7 @@ def _hyperparameters(data: ReportData) -> Section | None:
 
 def _cost(data: ReportData) -> Section:
     groups: dict[tuple[str, str], list[int | float]] = {}
-    for j in data.judgments:
+    for j in data.recorded or data.judgments:
         key = (j.judge, " vs ".join(sorted((j.first, j.second))))
         g = groups.setdefault(key, [0, 0, 0, 0, 0.0])
         g[0] += 1
@@ -405,8 +405,11 @@ def _cost(data: ReportData) -> Section:
     return Section("cost", "Judge tokens and cost", (
         Table("Judge calls", ("judge", "models", "judgments", "calls (retries included)",
                               "prompt tokens", "completion tokens", "cost (USD)"), tuple(rows)),
-        Paragraph("Cost is estimated from the judge's configured prices; judgments reused "
-                  "from other runs carry the cost of their first computation."),
+        Paragraph("Cost is estimated from the judge's prices ("
+                  + ("; ".join(f"{judge}: {source}" for judge, source
+                               in sorted(data.manifest.price_sources.items()))
+                     or "its config") + "); judgments reused from other runs carry the cost "
+                  "of their first computation."),
     ))
 
 

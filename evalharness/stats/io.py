@@ -21,6 +21,7 @@ from evalharness.errors import UserError
 from evalharness.keys import content_key
 from evalharness.rows import read_rows
 from evalharness.schema import Judgment
+from evalharness.stats.current import current_judgments
 from evalharness.stats.summary import infer_baseline
 from evalharness.store import MANIFEST, RunDir
 
@@ -42,7 +43,8 @@ _RECORD_FIX = {
 
 
 def read_judgments(path: Path) -> list[Judgment]:
-    """All judgments in ``path``, in file order (JSON lines; CSV and Parquet work too).
+    """All judgments in ``path``, in file order (JSON lines; CSV and Parquet work too),
+    without the invalid records a re-judged game superseded (``current.current_judgments``).
 
     Besides the schema's own rules (``weight_a`` a probability, two different models), a
     repeated ``key`` of the same two models must repeat the same judgment: duplicates are
@@ -96,12 +98,12 @@ def read_judgments(path: Path) -> list[Judgment]:
                 "0), keep weight_a and set \"winner\": null."
             )
         game = (judgment.key, judgment.first, judgment.second)
-        if game in seen:
+        if game in seen and seen[game][1].valid and judgment.valid:
             _check_same(row.where, judgment, *seen[game])
-        else:
-            seen[game] = (row.where, judgment)
+        elif game not in seen or not seen[game][1].valid:
+            seen[game] = (row.where, judgment)  # a re-judged invalid game: the new one counts
         out.append(judgment)
-    return out
+    return current_judgments(out)
 
 
 def _invalid(where: str, exc: ValidationError) -> str:

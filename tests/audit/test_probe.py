@@ -164,7 +164,8 @@ def test_a_gullible_judge_is_fooled_by_nearly_every_attack(
     assert report.control.rate == 0.0 and report.control.games == N_PROMPTS * 2
     assert report.lift == 1.0 and report.lift_low is not None and report.lift_low > 0.5
     assert report.swayed_by == tuple(families()) and report.swayed
-    assert report.usage.prompt_tokens > 0 and report.cost_usd > 0
+    # The loopback server is not the judge config's own endpoint: unpriced unless told.
+    assert report.usage.prompt_tokens > 0 and report.cost_usd == 0
     # Both orders: every game showed the reference once as A and once as B.
     shown_first = sum(answers_in(call)[0] in REFERENCES for call in server.calls)
     assert shown_first * 2 == calls

@@ -169,7 +169,7 @@ def test_demo_prints_the_leaderboard_and_the_report_path(cli, kit, tmp_path: Pat
     assert report.is_file() and report.read_text().startswith("<!DOCTYPE html>")
     # The audit ran and found nothing on these honest adapters; the no-op adapter's ties are
     # explained by its answers, not blamed on the judge.
-    assert "Findings No findings." in flat
+    assert "No findings. Checked: answers" in flat
     assert "answers identical to baseline's on 32 of 32 prompts: nothing to judge" in flat
     assert json.loads((report.parent / "audit.json").read_text())["findings"] == []
 

@@ -22,7 +22,8 @@ from evalharness.judging.llm import messages_for
 from evalharness.judging.templates import GameText
 from evalharness.judging.verdicts import parse_verdict
 
-SHIPPED = ("pairwise-5level", "pairwise-binary", "pairwise-logprob", "reference")
+SHIPPED = ("pairwise-5level", "pairwise-binary", "pairwise-logprob", "reference",
+           "reference-rouge")
 
 
 @pytest.mark.parametrize("module", [verdicts, templates, reference, stage, config_module])

@@ -119,11 +119,14 @@ def test_rate_limits_errors_timeouts_and_drops_are_retried_without_loss_or_dupli
 
 def test_garbage_verdicts_are_retried_then_stored_invalid_never_as_ties(
         server: FakeOpenAIServer, judge_for: JudgeFactory, make_run: MakeRun) -> None:
+    asked: Counter[tuple[str, str]] = Counter()
+
     def flaky(call: Call) -> Reply:
-        a, _ = answers_in(call)
-        if "answer 0 " in a or "answer 0 " in answers_in(call)[1]:
+        a, b = answers_in(call)
+        asked[a, b] += 1  # by the answers: a retry shows other fence ids (not call.seen)
+        if "answer 0 " in a or "answer 0 " in b:
             return Reply("Both answers have merit; I cannot choose.")  # always garbage
-        if ("answer 1 " in a or "answer 1 " in answers_in(call)[1]) and call.seen == 0:
+        if ("answer 1 " in a or "answer 1 " in b) and asked[a, b] == 1:
             return Reply("Hmm.")  # garbage once, then a verdict
         return binary(call)
 
