@@ -40,10 +40,15 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS = {"description", "kind", "model", "base_url", "api_key_env", "temperature",
              "max_tokens", "concurrency", "timeout_s", "retries", "invalid_retries",
              "retry_temperature", "backoff", "price_per_1k", "templates", "verdicts",
-             "logprobs", "examples", "metric", "tie_margin"}
+             "logprobs", "examples", "metric", "tie_margin", "rate_limits", "mode", "batch",
+             "backend"}
 DEFAULT_RETRY_TEMPERATURE = 0.7
 _NESTED_KEYS = {"backoff": {"initial_s", "max_s"}, "price_per_1k": {"input", "output"},
-                "templates": {"system", "user"}, "logprobs": {"top_logprobs", "tokens", "position"}}
+                "templates": {"system", "user"}, "logprobs": {"top_logprobs", "tokens", "position"},
+                "rate_limits": {"requests_per_minute", "tokens_per_minute"},
+                "batch": {"discount", "poll_s", "completion_window"}}
+MODES = ("online", "batch")
+BACKENDS = ("http", "vllm")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,22 @@ class JudgeConfig:
     seed: int | None = None
     """Sent as the request's ``seed`` when set (a sampling judge's repeats); not in the
     fingerprint, for the same reason as ``fence_salt``."""
+    requests_per_minute: int | None = None
+    """``rate_limits.requests_per_minute``: the client paces its calls to this budget
+    (``None``: no budget of its own; it still adapts to 429s and rate-limit headers)."""
+    tokens_per_minute: int | None = None
+    """``rate_limits.tokens_per_minute``: the token budget the client paces itself to."""
+    mode: Literal["online", "batch"] = "online"
+    """``online``: one call per game; ``batch``: the provider's Batch API (``--judge-mode``)."""
+    batch_discount: float = 0.5
+    """``batch.discount``: the price factor of batch calls (hosted Batch APIs charge half)."""
+    batch_poll_s: float = 10.0
+    """``batch.poll_s``: seconds between polls of a submitted batch."""
+    batch_window: str = "24h"
+    """``batch.completion_window``: the window the batch is submitted with."""
+    backend: Literal["http", "vllm"] = "http"
+    """``http``: an OpenAI-compatible endpoint; ``vllm``: vLLM's offline engine in this
+    process, ``model`` being a local folder or hub name (``--judge-backend vllm``)."""
     system_template: str | None = None
     user_template: str = ""
     verdicts: tuple[VerdictRule, ...] = ()
@@ -351,6 +372,18 @@ class _Reader:
                           else f"config {folder.name}: no price_per_1k (0)"),
             system_template=system, user_template=user or "", verdicts=verdicts,
             logprob_tokens=tokens, top_logprobs=top,
+            requests_per_minute=self.get(("rate_limits", "requests_per_minute"), int, None,
+                                         positive),
+            tokens_per_minute=self.get(("rate_limits", "tokens_per_minute"), int, None,
+                                       positive),
+            mode=self.get(("mode",), str, "online",
+                          (f"must be one of {', '.join(MODES)}", MODES.__contains__)),
+            batch_discount=self.get(("batch", "discount"), float, 0.5,
+                                    ("must be in (0, 1]", lambda v: 0.0 < v <= 1.0)),
+            batch_poll_s=self.get(("batch", "poll_s"), float, 10.0, positive),
+            batch_window=self.get(("batch", "completion_window"), str, "24h"),
+            backend=self.get(("backend",), str, "http",
+                             (f"must be one of {', '.join(BACKENDS)}", BACKENDS.__contains__)),
         )
         if tokens is not None and tokens.position is not None \
                 and tokens.position >= config.max_tokens:
