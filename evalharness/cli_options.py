@@ -185,14 +185,26 @@ def judge_options(default: str) -> Callable[[F], F]:
                                **_JUDGE),
         "judge_concurrency": _option(int | None, None, "Judge calls in flight (default: the "
                                      "judge's config).", min=1, **_JUDGE),
+        "judge_price": _option(str | None, None, "USD per 1,000 input and output tokens, "
+                               "IN,OUT (default: the config's prices; 0 for a --judge-url "
+                               "other than the config's own).", **_JUDGE),
+        "judge_mode": _option(str | None, None, "online or batch (the provider's Batch API, "
+                              "about half price).", **_JUDGE),
+        "judge_backend": _option(str | None, None, "http (an OpenAI-compatible endpoint) or "
+                                 "vllm (vLLM's offline engine in this process, after the "
+                                 "candidates' engine is freed).", **_JUDGE),
     }
 
     def build(values: dict[str, Any]) -> JudgeConfig:
         from evalharness.judging.config import resolve_judge
+        from evalharness.judging.prices import parse_price
 
+        price = values["judge_price"]
         return resolve_judge(values["judge"], values["judges_dir"]).with_overrides(
             model=values["judge_model"], base_url=values["judge_url"],
-            concurrency=values["judge_concurrency"])
+            concurrency=values["judge_concurrency"],
+            price=parse_price(price) if price is not None else None,
+            mode=values["judge_mode"], backend=values["judge_backend"])
 
     # The target has its own name: typer would coerce a "judge" argument to its annotation.
     return _grouped("judge_config", parameters, build)

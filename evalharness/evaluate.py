@@ -16,7 +16,7 @@ from pathlib import Path
 from evalharness.backends.registry import BackendChoice, BackendOptions
 from evalharness.candidates import BASELINE, resolve_models
 from evalharness.errors import UserError
-from evalharness.judging.config import JudgeConfig, resolve_judge
+from evalharness.judging.config import JudgeConfig, price_line, resolve_judge
 from evalharness.judging.stage import (
     JudgeCounts,
     JudgeOptions,
@@ -225,7 +225,7 @@ def league(
         prompts=prompts_ref(prompt_set), ppl_data=input_ref(data.ref) if data else None,
         candidates=tuple(specs), baseline=names[0], gen=gen, judge=judge_config.name,
         judge_fingerprint=judge_config.fingerprint, inputs=bound_inputs(specs, inputs),
-        price_sources={judge_config.name: judge_config.price_source},
+        price_sources={judge_config.name: price_line(judge_config)},
     )
     claim_run(run, manifest)  # a foreign run directory is refused before the judge is asked
     _probe(judge_config)
@@ -319,7 +319,7 @@ def judge_with(run: RunDir, judges: Sequence[JudgeConfig], baseline: str | None 
     update: dict[str, object] = {
         "argv": tuple(argv or sys.argv),
         "price_sources": {**manifest.price_sources,
-                          **{c.name: c.price_source for c in configs}}}
+                          **{c.name: price_line(c) for c in configs}}}
     if len(configs) > 1:
         update["jury"] = {**manifest.jury, **{c.name: c.fingerprint for c in configs}}
         if manifest.judge is None:

@@ -60,6 +60,14 @@ def judge(
         PRICE_FLAG, metavar="IN,OUT", help="USD per 1,000 input and output tokens, e.g. "
         "0.00015,0.0006 (default: the judge config's prices, but 0 for any --judge-url other "
         "than the config's own).")] = None,
+    judge_mode: Annotated[str | None, typer.Option(
+        "--judge-mode", metavar="online|batch", help="batch: send the games through the "
+        "provider's Batch API (about half price; a killed run resumes polling; docs/judging.md)"
+        ". Default: the judge's config (online).")] = None,
+    judge_backend: Annotated[str | None, typer.Option(
+        "--judge-backend", metavar="http|vllm", help="vllm: judge with vLLM's offline engine in "
+        "this process, --judge-model being a local folder or hub name (docs/judging.md). "
+        "Default: the judge's config (http).")] = None,
     retry_invalid: Annotated[bool, typer.Option(
         "--retry-invalid", help="Ask again the games stored invalid (no readable verdict); "
         "the new judgment supersedes the old.")] = False,
@@ -91,7 +99,8 @@ def judge(
                         "--repeat-sample.")
     price = parse_price(judge_price) if judge_price is not None else None
     configs = [resolve_judge(name, judges_dir).with_overrides(
-        model=judge_model, base_url=judge_url, concurrency=concurrency, price=price)
+        model=judge_model, base_url=judge_url, concurrency=concurrency, price=price,
+        mode=judge_mode, backend=judge_backend)
         for name in judge_names or ["pairwise-binary"]]
     options = JudgeOptions(retry_invalid=retry_invalid, repeats=repeats,
                            repeat_sample=repeat_sample or DEFAULT_SAMPLE)

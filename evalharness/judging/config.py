@@ -148,15 +148,29 @@ class JudgeConfig:
         })
 
     def with_overrides(self, *, model: str | None = None, base_url: str | None = None,
-                       concurrency: int | None = None, price: Price | None = None
-                       ) -> JudgeConfig:
-        """A copy pointed at another model or endpoint, run at another concurrency, or priced.
+                       concurrency: int | None = None, price: Price | None = None,
+                       mode: str | None = None, backend: str | None = None) -> JudgeConfig:
+        """A copy pointed at another model or endpoint, run at another concurrency, priced,
+        judging through the Batch API (``mode``) or in this process (``backend``).
 
         An endpoint other than the config's own (``same_endpoint``) is unpriced, 0, unless
         ``price`` is given: the config's prices are a hosted API's, and charging a local
-        server's tokens at them would report a cost nobody pays.
+        server's tokens at them would report a cost nobody pays. So is a local engine.
         """
         changes: dict[str, Any] = {}
+        if mode is not None:
+            if mode not in MODES:
+                raise UserError(f"--judge-mode {mode!r} is not a mode. Fix: use "
+                                f"{' or '.join(MODES)}.")
+            changes["mode"] = mode
+        if backend is not None:
+            if backend not in BACKENDS:
+                raise UserError(f"--judge-backend {backend!r} is not a backend. Fix: use "
+                                f"{' or '.join(BACKENDS)}.")
+            changes["backend"] = backend
+            if backend == "vllm" and price is None:
+                changes.update(price_input_per_1k=0.0, price_output_per_1k=0.0,
+                               price_source="local vLLM engine: 0")
         if model:
             changes["model"] = model
         if base_url:
@@ -200,6 +214,14 @@ def available_judges(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / CONFIG).is_file())
+
+
+def price_line(judge: JudgeConfig) -> str:
+    """Where ``judge``'s prices came from, and the batch factor when batch mode applies it
+    (the cost line and the report's cost table show this)."""
+    if judge.mode != "batch":
+        return judge.price_source
+    return f"{judge.price_source}; batch x{judge.batch_discount:g}"
 
 
 def resolve_judge(name: str | Path, root: Path | None = None) -> JudgeConfig:

@@ -15,6 +15,11 @@ Nothing is ever rewritten. Re-judging (``JudgeOptions.retry_invalid``) appends a
 for each game whose record is invalid; the new one supersedes it when the file is read
 (``stats.current``). The noise floor's repeats (``JudgeOptions.repeats``, ``repeats.py``)
 are games of their own judges, ``<judge>#k``, under their own keys.
+
+A judge in batch mode (``JudgeConfig.mode``, ``--judge-mode batch``) sends the games it
+must judge through the provider's Batch API first (``batch.py``: recorded in the run, so a
+killed run resumes polling instead of paying twice); what the batch does not answer is
+judged online here, as any game.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from pathlib import Path
 from evalharness.errors import JudgeError, UserError
 from evalharness.invalid import all_invalid_problem
 from evalharness.judging.base import Judge, Outcome
-from evalharness.judging.config import JudgeConfig
+from evalharness.judging.batch import BatchRunner, check_batch_config
+from evalharness.judging.config import JudgeConfig, price_line
 from evalharness.judging.repeats import (
     DEFAULT_SAMPLE,
     Identity,
@@ -105,6 +111,10 @@ class JudgeCounts:
     noise: NoiseFloor | None = None
     """The judge's noise floor, when repeats were asked (``--repeats``) and the plan has a
     baseline (one model in every pair)."""
+    batched: int = 0
+    """Games judged now through the Batch API (``--judge-mode batch``), at the batch price."""
+    batches: tuple[str, ...] = ()
+    """Batch ids submitted or resumed now."""
 
 
 @dataclass(frozen=True)
@@ -363,13 +373,14 @@ def judge_plan(run: RunDir, plan: Plan, judge: JudgeConfig, progress: Progress |
         calls=spent.calls,
         usage=TokenUsage(prompt_tokens=spent.prompt_tokens,
                          completion_tokens=spent.completion_tokens),
-        cost_usd=judge.cost(spent.prompt_tokens, spent.completion_tokens),
+        cost_usd=spent.cost(judge),
         tallies=tally(plan.games, records),
         problem=all_invalid_problem(held, judge.name),
-        price_source=judge.price_source, retried=main.retried,
+        price_source=price_line(judge), retried=main.retried,
         repeated=sum(f.computed + f.reused for f in extra),
         noise=(noise_floor(judgments, judge.name, baseline)
                if options.repeats and baseline is not None else None),
+        batched=spent.batched, batches=tuple(spent.batches),
     )
 
 
@@ -377,8 +388,10 @@ def check_options(judge: JudgeConfig, options: JudgeOptions) -> None:
     """Refuse options this judge cannot honour, before anything is touched.
 
     Raises:
-        UserError: see ``repeats.check_repeats``.
+        UserError: see ``repeats.check_repeats``; batch mode where there is no Batch API
+            (``batch.check_batch_config``).
     """
+    check_batch_config(judge)
     check_repeats(judge, options.repeats, options.repeat_sample)
 
 
@@ -449,11 +462,17 @@ def _fill(where: _Where, games: Sequence[PlannedGame], judge: JudgeConfig, *,
     where.log.checkpoint()
     spent = _Spent()
     if groups:
-        where.progress.start(f"judging ({judge.name})", len(groups))
-        made = (where.make_judge(judge) if where.make_judge
-                else default_judge_factory(judge, where.progress.note))
-        asyncio.run(_judge_all(list(groups.values()), made, judge, where.log, where.progress,
-                               spent))
+        where.progress.start(f"judging ({judge.name}"
+                             + (", batch)" if judge.mode == "batch" else ")"), len(groups))
+        todo = list(groups.values())
+        before: dict[str, Outcome] = {}
+        if judge.mode == "batch":
+            todo, before = _judge_batch(where, todo, judge, spent)
+        if todo:
+            made = (where.make_judge(judge) if where.make_judge
+                    else default_judge_factory(judge, where.progress.note))
+            asyncio.run(_judge_all(todo, made, judge, where.log, where.progress, spent,
+                                   before))
     computed = sum(len(g) for g in groups.values()) - spent.copies
     return _Filled(missing=len(missing), retried=retried, reused=reused + spent.copies,
                    computed=computed, spent=spent)
@@ -464,10 +483,17 @@ class _Spent:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    """Tokens of every call, batch calls included."""
     copies: int = 0
     rejected: list[str] = field(default_factory=list)
     """The endpoint's message for each game it refused (not stored)."""
     stored: int = 0
+    batch_prompt_tokens: int = 0
+    batch_completion_tokens: int = 0
+    """Of the tokens, those of batch calls (charged at ``batch_discount``)."""
+    batched: int = 0
+    """Games judged by batch (records stored from batch results)."""
+    batches: list[str] = field(default_factory=list)
 
     @classmethod
     def total(cls, parts: Sequence[_Spent]) -> _Spent:
@@ -477,7 +503,67 @@ class _Spent:
                    completion_tokens=sum(p.completion_tokens for p in parts),
                    copies=sum(p.copies for p in parts),
                    rejected=[m for p in parts for m in p.rejected],
-                   stored=sum(p.stored for p in parts))
+                   stored=sum(p.stored for p in parts),
+                   batch_prompt_tokens=sum(p.batch_prompt_tokens for p in parts),
+                   batch_completion_tokens=sum(p.batch_completion_tokens for p in parts),
+                   batched=sum(p.batched for p in parts),
+                   batches=[b for p in parts for b in p.batches])
+
+    def cost(self, judge: JudgeConfig) -> float:
+        """Estimated USD of these calls: online tokens at the judge's prices, batch tokens
+        at those times ``batch_discount``."""
+        online = judge.cost(self.prompt_tokens - self.batch_prompt_tokens,
+                            self.completion_tokens - self.batch_completion_tokens)
+        if not (self.batch_prompt_tokens or self.batch_completion_tokens):
+            return online
+        return online + _batch_cost(judge, self.batch_prompt_tokens,
+                                    self.batch_completion_tokens)
+
+    def add_batch_call(self, outcome: Outcome) -> None:
+        """Count one batch reply (its tokens at the batch price)."""
+        self.calls += outcome.attempts
+        self.prompt_tokens += outcome.usage.prompt_tokens
+        self.completion_tokens += outcome.usage.completion_tokens
+        self.batch_prompt_tokens += outcome.usage.prompt_tokens
+        self.batch_completion_tokens += outcome.usage.completion_tokens
+
+
+def _batch_cost(judge: JudgeConfig, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD of batch tokens: the judge's prices times its ``batch_discount``."""
+    return judge.cost(prompt_tokens, completion_tokens) * judge.batch_discount
+
+
+def _judge_batch(where: _Where, groups: list[list[PlannedGame]], judge: JudgeConfig,
+                 spent: _Spent) -> tuple[list[list[PlannedGame]], dict[str, Outcome]]:
+    """Judge ``groups`` through the Batch API; return the groups the online judge still
+    owes, and the batch replies already paid for them (key -> outcome).
+
+    Each finished batch's judgments are appended and fsynced before it is marked done in
+    ``batches.jsonl``: a run killed in between polls it again and stores the rest, never
+    pays for it again.
+    """
+    by_key = {group[0].key: group for group in groups}
+
+    def deliver(outcomes: Mapping[str, Outcome]) -> None:
+        for key, outcome in outcomes.items():
+            group = by_key[key]
+            spent.add_batch_call(outcome)
+            cost = _batch_cost(judge, outcome.usage.prompt_tokens,
+                               outcome.usage.completion_tokens)
+            for game in group:
+                where.log.append(_record(game, outcome, judge, cost=cost))
+            spent.stored += len(group)
+            spent.copies += len(group) - 1
+            spent.batched += len(group)
+        where.log.checkpoint()
+
+    runner = BatchRunner(judge, where.run_path, progress=where.progress)
+    result = runner.run({key: group[0].text for key, group in by_key.items()}, deliver)
+    spent.batches += result.polled + result.submitted
+    for outcome in result.spent.values():
+        spent.add_batch_call(outcome)
+    online = [by_key[key] for key in by_key if key in result.online]
+    return online, dict(result.spent)
 
 
 def _rejected_error(judge: JudgeConfig, spent: _Spent) -> JudgeError:
@@ -493,9 +579,15 @@ def _rejected_error(judge: JudgeConfig, spent: _Spent) -> JudgeError:
 
 
 async def _judge_all(groups: list[list[PlannedGame]], judge: Judge, config: JudgeConfig,
-                     log: JsonlLog[Judgment], progress: Progress, spent: _Spent) -> None:
-    """Judge one game per group with ``config.concurrency`` workers; append as each ends."""
+                     log: JsonlLog[Judgment], progress: Progress, spent: _Spent,
+                     before: Mapping[str, Outcome] | None = None) -> None:
+    """Judge one game per group with ``config.concurrency`` workers; append as each ends.
+
+    ``before``: batch replies already paid for some games (key -> outcome, counted in
+    ``spent`` already); their calls and cost join the game's record.
+    """
     queue = iter(groups)
+    before = before or {}
 
     async def worker() -> None:
         for group in queue:  # one iterator shared by all workers: each group judged once
@@ -508,8 +600,12 @@ async def _judge_all(groups: list[list[PlannedGame]], judge: Judge, config: Judg
                 # Not the judge's answer: stored, it would pass for a finished game forever.
                 spent.rejected += [outcome.rejected] * len(group)
                 continue
+            cost = config.cost(outcome.usage.prompt_tokens, outcome.usage.completion_tokens)
+            earlier = before.get(group[0].key)
+            if earlier is not None:
+                outcome, cost = _after_batch(config, earlier, outcome, cost)
             for game in group:  # identical games (same key) share the one verdict
-                log.append(_record(game, outcome, config))
+                log.append(_record(game, outcome, config, cost=cost))
             spent.stored += len(group)
             spent.copies += len(group) - 1
 
@@ -533,15 +629,32 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group.exceptions[0]
 
 
-def _record(game: PlannedGame, outcome: Outcome, config: JudgeConfig) -> Judgment:
+def _after_batch(config: JudgeConfig, batch: Outcome, online: Outcome, cost: float
+                 ) -> tuple[Outcome, float]:
+    """The online outcome of a game whose batch reply had no readable verdict, with that
+    reply's call, tokens and (batch-priced) cost added: the record shows all that was paid."""
+    usage = TokenUsage(
+        prompt_tokens=batch.usage.prompt_tokens + online.usage.prompt_tokens,
+        completion_tokens=batch.usage.completion_tokens + online.usage.completion_tokens)
+    error = (None if online.error is None
+             else f"{online.error} (after a batch reply without one: asked online)")
+    merged = dataclasses.replace(online, usage=usage, attempts=batch.attempts + online.attempts,
+                                 error=error)
+    return merged, cost + _batch_cost(config, batch.usage.prompt_tokens,
+                                      batch.usage.completion_tokens)
+
+
+def _record(game: PlannedGame, outcome: Outcome, config: JudgeConfig,
+            cost: float | None = None) -> Judgment:
+    """The judgment of ``game`` (``cost``: when not the judge's full price of its tokens)."""
+    if cost is None:
+        cost = config.cost(outcome.usage.prompt_tokens, outcome.usage.completion_tokens)
     return Judgment(
         key=game.key, prompt_id=game.prompt.id, judge=config.name, first=game.first,
         second=game.second, verdict=outcome.verdict, winner=outcome.winner,
         weight_a=outcome.weight_a, first_length=len(game.text.answer_a),
         second_length=len(game.text.answer_b), category=game.prompt.category, raw=outcome.raw,
-        usage=outcome.usage,
-        cost_usd=config.cost(outcome.usage.prompt_tokens, outcome.usage.completion_tokens),
-        attempts=outcome.attempts, error=outcome.error,
+        usage=outcome.usage, cost_usd=cost, attempts=outcome.attempts, error=outcome.error,
         neutralised=escaped_characters(config, game.text) or None,
     )
 
