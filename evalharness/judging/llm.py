@@ -14,6 +14,14 @@ endpoint rejects (other 4xx) is not an answer: it comes back as ``Outcome.reject
 never stored, so a rerun after fixing the endpoint judges the game. A bad key or an unknown
 model stops the run with a ``UserError``; ``probe_judge`` finds those before any work starts.
 
+Every call passes the judge's ``Pacer`` (``pacing.py``): a concurrency slot that 429s shrink,
+the config's requests- and tokens-per-minute budgets, and the holds the server's rate-limit
+headers ask for. A request is booked at an estimate of its tokens (the messages' characters
+at the ratio past replies showed, four per token before the first, plus the mean completion
+so far, ``max_tokens`` before the first) and corrected to the reply's ``usage``. A 429 while
+other calls are being answered is the endpoint pacing the client, not failing: it does not
+use up ``retries`` (up to ``PACED_RETRIES`` per call), so a storm of 429s drops no game.
+
 The API key is read from the environment variable the config names, used for the client
 only, and scrubbed from every text this module returns. Credentials in the URL
 (``user:pass@host``) are never sent: HTTP clients would turn them into Basic auth.
@@ -22,12 +30,10 @@ only, and scrubbed from every text this module returns. Credentials in the URL
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import os
 import random
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +41,7 @@ from typing import Any
 from evalharness.errors import JudgeError, MissingExtraError, UserError
 from evalharness.judging.base import Outcome
 from evalharness.judging.config import JudgeConfig
+from evalharness.judging.pacing import Pacer, read_rate_headers
 from evalharness.judging.templates import GameText, render, values_for
 from evalharness.judging.verdicts import (
     parse_verdict,
@@ -54,6 +61,13 @@ LONG_WAIT_S = 5.0
 """Waits between retries longer than this are shown (with their reason) while they last."""
 PROBE_TIMEOUT_S = 15.0
 """Most seconds the probe waits for the endpoint (a judge's own timeout may be minutes)."""
+PACED_RETRIES = 50
+"""Most 429s one call may get without using up ``retries``, while other calls are answered:
+a server that paces us is retried patiently, but a request it will never take (one larger
+than the whole tokens-per-minute limit is answered 429 forever) still ends."""
+RAW_RESPONSE = ("X-Stainless-Raw-Response", "true")
+"""The request header asking the ``openai`` client for the raw response (what its
+``with_raw_response`` sets): the body parsed as before, plus the headers the pacer reads."""
 
 
 def api_key_for(config: JudgeConfig, environ: Mapping[str, str] | None = None) -> str:
@@ -199,10 +213,13 @@ class LLMJudge:
         sleep: how to wait between retries (tests pass a recorder).
         seed: seed of the backoff jitter.
         notify: shows why the judge waits, when a wait is long (the progress bar's ``note``).
+        pacer: the rate limiter every call passes (default: ``Pacer.for_config(config)``,
+            per-minute budgets; tests pass one with a scaled window or a fake clock).
     """
 
     def __init__(self, config: JudgeConfig, *, client: Any = None, sleep: Sleep | None = None,
-                 seed: int | None = None, notify: Notify | None = None) -> None:
+                 seed: int | None = None, notify: Notify | None = None,
+                 pacer: Pacer | None = None) -> None:
         self.config = config
         self.url = config.shown_url
         if client is None:
@@ -220,6 +237,7 @@ class LLMJudge:
         self._rng = random.Random(seed)
         self._accepted = 0
         self._rejected = 0
+        self.pacer = pacer if pacer is not None else Pacer.for_config(config)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -280,40 +298,72 @@ class LLMJudge:
             kwargs["seed"] = config.seed
         if config.logprob_tokens is not None:
             kwargs.update(logprobs=True, top_logprobs=config.top_logprobs)
-        for attempt in range(config.retries + 1):
+        chars = sum(len(message["content"]) for message in messages)
+        failures = paced = 0  # failures that use up ``retries``; 429s that do not
+        while True:
+            answered_before = self.pacer.stats.succeeded
             try:
-                # ``post`` is the client's documented raw route: the same transport, auth and
-                # errors as ``chat.completions.create``, without the per-call walks over the
-                # request params and the response model that cost ~0.7 ms of CPU each call
-                # (a third of the throughput at concurrency 32; benchmarks/).
-                response = await self._client.post("/chat/completions", body=kwargs,
-                                                   cast_to=object)
-                reply = _reply(response)
+                reply = await self._paced_post(kwargs, chars)
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 raise self._key_refused(exc) from None
             except openai.NotFoundError as exc:
                 raise self._not_found(exc, None) from None
             except openai.APIStatusError as exc:
                 if exc.status_code < 500 and exc.status_code not in RETRYABLE_STATUS:
-                    return self._rejection(exc), attempt + 1
+                    return self._rejection(exc), failures + paced + 1
                 failure: BaseException = exc
             except (openai.APIConnectionError, openai.APIResponseValidationError,
                     json.JSONDecodeError, _MalformedReplyError) as exc:
                 failure = exc
             else:
                 self._accepted += 1
-                return reply, attempt + 1
-            if attempt == config.retries:
+                return reply, failures + paced + 1
+            if (getattr(failure, "status_code", None) == 429 and paced < PACED_RETRIES
+                    and self.pacer.stats.succeeded > answered_before):
+                paced += 1  # others were answered meanwhile: the endpoint paces, not fails
+            else:
+                failures += 1
+            if failures > config.retries:
+                also = (f" (and {paced} more HTTP 429s while other calls were answered)"
+                        if paced else "")
                 raise JudgeError(
                     f"judge '{config.name}' at {self.url}: a call failed "
-                    f"{config.retries + 1} times; last error: "
+                    f"{config.retries + 1} times{also}; last error: "
                     f"{redact_text(_describe(failure)).rstrip('.')}."
                     " Everything judged so far is saved; rerun the command to resume. Fix: "
                     "check the endpoint, or raise 'retries' / lower 'concurrency' in "
                     f"{config.folder / 'config.yaml'}."
                 ) from None
-            await self._wait(attempt, failure)
-        raise AssertionError("unreachable")  # pragma: no cover
+            await self._wait(failures + paced - 1, failure, failures)
+
+    async def _paced_post(self, kwargs: dict[str, Any], chars: int) -> _Reply:
+        """One call through the pacer: wait for it, send, and tell it what came back."""
+        pacer = self.pacer
+        ticket = await pacer.acquire(pacer.estimate(chars))
+        try:
+            # ``post`` is the client's documented raw route: the same transport, auth and
+            # errors as ``chat.completions.create``, without the per-call walks over the
+            # request params and the response model that cost ~0.7 ms of CPU each call
+            # (a third of the throughput at concurrency 32; benchmarks/).
+            response = await self._client.post("/chat/completions", body=kwargs,
+                                               cast_to=object,
+                                               options={"headers": dict([RAW_RESPONSE])})
+            if hasattr(response, "parse"):  # the raw response (a test's client may not)
+                headers, body = response.headers, response.parse()
+            else:
+                headers, body = None, response
+            reply = _reply(body)
+        except BaseException as exc:
+            headers = _headers_of(exc)
+            if getattr(exc, "status_code", None) == 429:
+                pacer.throttled(ticket, headers)
+            else:
+                pacer.failed(ticket, headers)
+            raise
+        pacer.succeeded(ticket, headers, prompt_chars=chars,
+                        prompt_tokens=reply.usage.prompt_tokens,
+                        completion_tokens=reply.usage.completion_tokens)
+        return reply
 
     def _key_refused(self, exc: Any) -> UserError:
         where = (f"${self.config.api_key_env}" if self.config.api_key_env else
@@ -352,8 +402,9 @@ class LLMJudge:
             )
         return _Rejected(message)
 
-    async def _wait(self, attempt: int, failure: BaseException) -> None:
-        """Sleep before retry ``attempt + 1``, showing the reason while a long wait lasts."""
+    async def _wait(self, attempt: int, failure: BaseException, counted: int) -> None:
+        """Sleep before retry ``attempt + 1`` (the ``counted``-th that uses up ``retries``),
+        showing the reason while a long wait lasts."""
         asked = _retry_after(failure)
         delay = self._delay(attempt, asked)
         if delay <= LONG_WAIT_S or self._notify is None:
@@ -361,8 +412,9 @@ class LLMJudge:
             return
         cause = _describe(failure).split(":")[0]
         if asked is None:
-            reason = (f"waiting {delay:.0f} s before retry {attempt + 1} of "
-                      f"{self.config.retries}: {cause}")
+            which = (f"retry {counted} of {self.config.retries}" if counted
+                     else "a retry (other calls are answered: not counted in retries)")
+            reason = f"waiting {delay:.0f} s before {which}: {cause}"
         else:
             reason = (f"waiting {delay:.0f} s: the endpoint asked to retry after {asked:g} s "
                       f"({cause})")
@@ -517,26 +569,11 @@ def _describe(exc: BaseException) -> str:
     return redact_text(f"{kind}: {message}")[:500]
 
 
+def _headers_of(exc: BaseException) -> Any:
+    """The headers of the response an exception carries (``None`` without one)."""
+    return getattr(getattr(exc, "response", None), "headers", None)
+
+
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds a ``Retry-After`` (or ``retry-after-ms``) header asks to wait, if any."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds is not None:
-        try:
-            return max(0.0, float(milliseconds) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            parsed = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, parsed.timestamp() - time.time())
+    return read_rate_headers(_headers_of(exc)).retry_after_s
