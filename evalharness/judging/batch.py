@@ -39,18 +39,13 @@ from evalharness.errors import JudgeError, MissingExtraError, UserError
 from evalharness.judging.base import Outcome
 from evalharness.judging.config import JudgeConfig
 from evalharness.judging.llm import (
-    _MalformedReplyError,
-    _reply,
+    MalformedReplyError,
     api_key_for,
-    messages_for,
-    retry_plan,
+    parse_reply,
+    read_verdict,
+    request_body,
 )
 from evalharness.judging.templates import GameText
-from evalharness.judging.verdicts import (
-    parse_verdict,
-    verdict_from_weight,
-    weight_from_positions,
-)
 from evalharness.pipeline import Progress, SilentProgress
 from evalharness.redact import redact_text, strip_userinfo
 from evalharness.schema import KeyedRecord
@@ -99,27 +94,6 @@ class BatchRecord(KeyedRecord):
     updated: str
 
 
-def request_body(config: JudgeConfig, game: GameText, attempt: int = 0) -> dict[str, Any]:
-    """The chat-completions body of call ``attempt`` of a game, as ``LLMJudge`` sends it
-    (the batch line's ``body``: a batch verdict must be the online one).
-
-    >>> from pathlib import Path
-    >>> body = request_body(JudgeConfig(name="j", folder=Path("j"), model="m",
-    ...                                 user_template="A or B?"), GameText("Q?", "a", "b"))
-    >>> sorted(body), body["messages"]
-    (['max_tokens', 'messages', 'model', 'temperature'], [{'role': 'user', 'content': 'A or B?'}])
-    """
-    plan = retry_plan(config, attempt)
-    body: dict[str, Any] = {"model": config.model,
-                            "messages": messages_for(config, game, plan.salt),
-                            "temperature": plan.temperature, "max_tokens": config.max_tokens}
-    if config.seed is not None:
-        body["seed"] = config.seed
-    if config.logprob_tokens is not None:
-        body.update(logprobs=True, top_logprobs=config.top_logprobs)
-    return body
-
-
 def outcome_from_completion(config: JudgeConfig, completion: object) -> Outcome:
     """Read one chat-completion body as the online judge reads its first reply.
 
@@ -130,15 +104,10 @@ def outcome_from_completion(config: JudgeConfig, completion: object) -> Outcome:
         ValueError: ``completion`` is not a chat completion.
     """
     try:
-        reply = _reply(completion)
-    except _MalformedReplyError as exc:
+        reply = parse_reply(completion)
+    except MalformedReplyError as exc:
         raise ValueError(str(exc)) from None
-    verdict = parse_verdict(reply.text, config.verdicts)
-    tokens = config.logprob_tokens
-    weight = weight_from_positions(reply.positions, tokens) if tokens is not None else None
-    if not verdict.valid and weight is not None and tokens is not None \
-            and tokens.position is not None:
-        verdict = verdict_from_weight(weight, config.verdicts)
+    verdict, weight = read_verdict(config, reply)
     if verdict.valid:
         return Outcome(verdict.label, verdict.winner, weight, redact_text(reply.text),
                        reply.usage, 1)

@@ -44,6 +44,7 @@ from evalharness.judging.config import JudgeConfig
 from evalharness.judging.pacing import Pacer, read_rate_headers
 from evalharness.judging.templates import GameText, render, values_for
 from evalharness.judging.verdicts import (
+    Verdict,
     parse_verdict,
     verdict_from_weight,
     weight_from_positions,
@@ -187,7 +188,7 @@ def retry_note(config: JudgeConfig) -> str:
 
 
 @dataclass(frozen=True)
-class _Reply:
+class Reply:
     text: str
     finish_reason: str | None
     usage: TokenUsage
@@ -202,6 +203,40 @@ class _Rejected:
 Sleep = Callable[[float], Awaitable[None]]
 Notify = Callable[[str], None]
 """Shows a line while a long wait lasts (``""`` when no wait is left)."""
+
+
+def request_body(config: JudgeConfig, game: GameText, attempt: int = 0) -> dict[str, Any]:
+    """The chat-completions body of call ``attempt`` of a game: what ``LLMJudge`` sends, and
+    a batch line's ``body`` (``batch.py``), so a batch verdict is the online one.
+
+    >>> from pathlib import Path
+    >>> body = request_body(JudgeConfig(name="j", folder=Path("j"), model="m",
+    ...                                 user_template="A or B?"), GameText("Q?", "a", "b"))
+    >>> sorted(body), body["messages"]
+    (['max_tokens', 'messages', 'model', 'temperature'], [{'role': 'user', 'content': 'A or B?'}])
+    """
+    plan = retry_plan(config, attempt)
+    body: dict[str, Any] = {"model": config.model,
+                            "messages": messages_for(config, game, plan.salt),
+                            "temperature": plan.temperature, "max_tokens": config.max_tokens}
+    if config.seed is not None:
+        body["seed"] = config.seed
+    if config.logprob_tokens is not None:
+        body.update(logprobs=True, top_logprobs=config.top_logprobs)
+    return body
+
+
+def read_verdict(config: JudgeConfig, reply: Reply) -> tuple[Verdict, float | None]:
+    """The verdict of one reply, and the soft preference its log-probs give (if any)."""
+    verdict = parse_verdict(reply.text, config.verdicts)
+    tokens = config.logprob_tokens
+    weight = weight_from_positions(reply.positions, tokens) if tokens is not None else None
+    if not verdict.valid and weight is not None and tokens is not None \
+            and tokens.position is not None:
+        # A judge read at a fixed token answers with the verdict tokens' probabilities there,
+        # whatever it sampled (AlpacaEval's weighted judges work this way).
+        verdict = verdict_from_weight(weight, config.verdicts)
+    return verdict, weight
 
 
 class LLMJudge:
@@ -246,12 +281,10 @@ class LLMJudge:
     async def judge(self, game: GameText) -> Outcome:
         """Judge one game (see the module docstring for what is retried and how)."""
         prompt_tokens = completion_tokens = attempts = 0
-        last: _Reply | None = None
+        last: Reply | None = None
         error = "no reply"
         for number in range(self.config.invalid_retries + 1):
-            plan = retry_plan(self.config, number)
-            reply, calls = await self._call(messages_for(self.config, game, plan.salt),
-                                            plan.temperature)
+            reply, calls = await self._call(request_body(self.config, game, number))
             attempts += calls
             if isinstance(reply, _Rejected):
                 return Outcome(None, None, raw="", usage=TokenUsage(
@@ -260,16 +293,8 @@ class LLMJudge:
             prompt_tokens += reply.usage.prompt_tokens
             completion_tokens += reply.usage.completion_tokens
             last = reply
-            verdict = parse_verdict(reply.text, self.config.verdicts)
+            verdict, weight = read_verdict(self.config, reply)
             usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-            tokens = self.config.logprob_tokens
-            weight = (weight_from_positions(reply.positions, tokens)
-                      if tokens is not None else None)
-            if not verdict.valid and weight is not None and tokens is not None \
-                    and tokens.position is not None:
-                # A judge read at a fixed token answers with the verdict tokens' probabilities
-                # there, whatever it sampled (AlpacaEval's weighted judges work this way).
-                verdict = verdict_from_weight(weight, self.config.verdicts)
             if verdict.valid:
                 return Outcome(verdict.label, verdict.winner, weight, redact_text(reply.text),
                                usage, attempts)
@@ -286,19 +311,11 @@ class LLMJudge:
                                   if self.config.invalid_retries else "")),
         )
 
-    async def _call(self, messages: list[dict[str, str]], temperature: float
-                    ) -> tuple[_Reply | _Rejected, int]:
+    async def _call(self, kwargs: dict[str, Any]) -> tuple[Reply | _Rejected, int]:
         import openai
 
         config = self.config
-        kwargs: dict[str, Any] = {"model": config.model, "messages": messages,
-                                  "temperature": temperature,
-                                  "max_tokens": config.max_tokens}
-        if config.seed is not None:
-            kwargs["seed"] = config.seed
-        if config.logprob_tokens is not None:
-            kwargs.update(logprobs=True, top_logprobs=config.top_logprobs)
-        chars = sum(len(message["content"]) for message in messages)
+        chars = sum(len(message["content"]) for message in kwargs["messages"])
         failures = paced = 0  # failures that use up ``retries``; 429s that do not
         while True:
             answered_before = self.pacer.stats.succeeded
@@ -313,7 +330,7 @@ class LLMJudge:
                     return self._rejection(exc), failures + paced + 1
                 failure: BaseException = exc
             except (openai.APIConnectionError, openai.APIResponseValidationError,
-                    json.JSONDecodeError, _MalformedReplyError) as exc:
+                    json.JSONDecodeError, MalformedReplyError) as exc:
                 failure = exc
             else:
                 self._accepted += 1
@@ -336,7 +353,7 @@ class LLMJudge:
                 ) from None
             await self._wait(failures + paced - 1, failure, failures)
 
-    async def _paced_post(self, kwargs: dict[str, Any], chars: int) -> _Reply:
+    async def _paced_post(self, kwargs: dict[str, Any], chars: int) -> Reply:
         """One call through the pacer: wait for it, send, and tell it what came back."""
         pacer = self.pacer
         ticket = await pacer.acquire(pacer.estimate(chars))
@@ -352,7 +369,7 @@ class LLMJudge:
                 headers, body = response.headers, response.parse()
             else:
                 headers, body = None, response
-            reply = _reply(body)
+            reply = parse_reply(body)
         except BaseException as exc:
             headers = _headers_of(exc)
             if getattr(exc, "status_code", None) == 429:
@@ -466,7 +483,7 @@ class LLMJudge:
                 "messages": [{"role": "user", "content": "Reply with the letter A."}]}
             if self.config.logprob_tokens is not None:  # the options judging will send
                 kwargs.update(logprobs=True, top_logprobs=self.config.top_logprobs)
-            _reply(await self._client.post("/chat/completions", body=kwargs, cast_to=object,
+            parse_reply(await self._client.post("/chat/completions", body=kwargs, cast_to=object,
                                            options=options))
         except openai.APIConnectionError as exc:
             cause = ("no answer within "
@@ -491,7 +508,7 @@ class LLMJudge:
                 f"{self.config.folder / 'config.yaml'}."
             ) from None
         except (openai.APIResponseValidationError, json.JSONDecodeError,
-                _MalformedReplyError) as exc:
+                MalformedReplyError) as exc:
             raise UserError(
                 f"the judge endpoint {self.url} answered a test request with something that "
                 f"is not a chat completion ({redact_text(_describe(exc))[:200]}). Fix: point "
@@ -522,33 +539,33 @@ def _model_ids(listing: object) -> list[str] | None:
     return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
 
 
-class _MalformedReplyError(ValueError):
+class MalformedReplyError(ValueError):
     """A 200 reply that is not a chat completion (retried like a transport failure)."""
 
 
-def _reply(response: object) -> _Reply:
+def parse_reply(response: object) -> Reply:
     """Read a chat-completion JSON body (plain dicts: parsing it into models costs CPU).
 
     Raises:
-        _MalformedReplyError: the body is not a chat completion.
+        MalformedReplyError: the body is not a chat completion.
     """
     try:
         return _read_reply(response)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise _MalformedReplyError(f"the reply is not a chat completion ({exc!r})") from None
+        raise MalformedReplyError(f"the reply is not a chat completion ({exc!r})") from None
 
 
-def _read_reply(response: object) -> _Reply:
+def _read_reply(response: object) -> Reply:
     if not isinstance(response, dict):
-        raise _MalformedReplyError(f"the reply is not a JSON object: {str(response)[:200]!r}")
+        raise MalformedReplyError(f"the reply is not a JSON object: {str(response)[:200]!r}")
     usage = response.get("usage") or {}
     tokens = TokenUsage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
                         completion_tokens=int(usage.get("completion_tokens") or 0))
     choices = response.get("choices")
     if not isinstance(choices, list):
-        raise _MalformedReplyError("the reply has no 'choices' list")
+        raise MalformedReplyError("the reply has no 'choices' list")
     if not choices:
-        return _Reply("", None, tokens, [])
+        return Reply("", None, tokens, [])
     choice = choices[0]
     message = choice.get("message") or {}
     positions: list[tuple[str, list[tuple[str, float]]]] = []
@@ -557,7 +574,7 @@ def _read_reply(response: object) -> _Reply:
                or []]
         positions.append((str(item["token"]), top or [(str(item["token"]),
                                                        float(item["logprob"]))]))
-    return _Reply(str(message.get("content") or ""), choice.get("finish_reason"), tokens,
+    return Reply(str(message.get("content") or ""), choice.get("finish_reason"), tokens,
                   positions)
 
 

@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 
 from evalharness.errors import UserError
-from evalharness.judging.batch import BATCHES, BatchRecord, BatchRunner, request_body
+from evalharness.judging.batch import BATCHES, BatchRecord, BatchRunner
 from evalharness.judging.config import JudgeConfig
+from evalharness.judging.llm import request_body
 from evalharness.judging.stage import JudgeCounts, judge_run
 from evalharness.schema import Judgment
 from evalharness.store import JUDGMENTS, JsonlLog, RunDir
