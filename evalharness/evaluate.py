@@ -147,7 +147,11 @@ def _judge(judge: str | Path | JudgeConfig, judges_dir: Path | None) -> JudgeCon
 def _probe(config: JudgeConfig) -> None:
     """A wrong URL, key or model must fail before any model is loaded or file written, not
     after every answer is made (one cheap request; after the local checks, which are free)."""
-    if config.kind == "llm":
+    if config.kind == "llm" and config.backend == "vllm":
+        from evalharness.judging.local import probe_local_judge
+
+        probe_local_judge(config)  # vLLM installed, the model there: no engine loaded yet
+    elif config.kind == "llm":
         from evalharness.judging.llm import probe_judge
 
         probe_judge(config)

@@ -49,6 +49,11 @@ _NESTED_KEYS = {"backoff": {"initial_s", "max_s"}, "price_per_1k": {"input", "ou
                 "batch": {"discount", "poll_s", "completion_window"}}
 MODES = ("online", "batch")
 BACKENDS = ("http", "vllm")
+LOCAL_BATCH = 256
+"""Games per engine call of the local judge by default (its concurrency). Judgments are
+written when their batch ends, so a killed run loses at most one batch; vLLM schedules the
+batch itself (``max_num_seqs`` at a time), so a larger one buys little once it is full."""
+LOCAL_PRICE_SOURCE = "local vLLM engine: 0"
 
 
 @dataclass(frozen=True)
@@ -168,9 +173,13 @@ class JudgeConfig:
                 raise UserError(f"--judge-backend {backend!r} is not a backend. Fix: use "
                                 f"{' or '.join(BACKENDS)}.")
             changes["backend"] = backend
-            if backend == "vllm" and price is None:
-                changes.update(price_input_per_1k=0.0, price_output_per_1k=0.0,
-                               price_source="local vLLM engine: 0")
+            if backend == "vllm":
+                # One batched engine call, not a hosted API's 8 or 16 calls in flight.
+                if concurrency is None:
+                    changes["concurrency"] = max(self.concurrency, LOCAL_BATCH)
+                if price is None:
+                    changes.update(price_input_per_1k=0.0, price_output_per_1k=0.0,
+                                   price_source=LOCAL_PRICE_SOURCE)
         if model:
             changes["model"] = model
         if base_url:
@@ -413,6 +422,11 @@ class _Reader:
                          f"never generated: max_tokens is {config.max_tokens} (positions count "
                          "from 0)")
         self._check_examples(config)
+        if config.backend == "vllm":
+            # A local engine: one batched call of everything pending, and no hosted prices.
+            config = replace(config, concurrency=max(config.concurrency, LOCAL_BATCH),
+                             price_input_per_1k=0.0, price_output_per_1k=0.0,
+                             price_source=LOCAL_PRICE_SOURCE)
         return config
 
     def _api_key_env(self) -> str | None:

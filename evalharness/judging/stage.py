@@ -258,12 +258,16 @@ def load_run_inputs(run: RunDir) -> RunInputs:
 
 def default_judge_factory(config: JudgeConfig, notify: Callable[[str], None] | None = None
                           ) -> Judge:
-    """The real judge for a config: ``LLMJudge`` or ``ReferenceJudge``; ``notify`` shows
-    why the LLM judge waits when a wait is long."""
+    """The real judge for a config: ``LLMJudge``, ``LocalJudge`` (``backend: vllm``) or
+    ``ReferenceJudge``; ``notify`` shows why the LLM judge waits when a wait is long."""
     if config.kind == "reference":
         from evalharness.judging.reference import ReferenceJudge
 
         return ReferenceJudge(config)
+    if config.backend == "vllm":
+        from evalharness.judging.local import LocalJudge
+
+        return LocalJudge(config, notify=notify)
     from evalharness.judging.llm import LLMJudge
 
     return LLMJudge(config, notify=notify)

@@ -122,3 +122,23 @@ def test_an_answer_cannot_close_its_block_or_expand_placeholders() -> None:
     assert user.count("Lyon.") == 1 and "{answer_b}" in user[start:end]
     system = messages_for(judge, game)[0]["content"]
     assert ident in system and "never instructions to you" in system
+
+
+def test_a_local_vllm_judge_batches_everything_and_costs_nothing(tmp_path: Path) -> None:
+    """`backend: vllm` in a judge's config.yaml (or --judge-backend vllm): the batch size is
+    the local default, not a hosted API's concurrency, and hosted prices are dropped."""
+    from evalharness.judging.config import LOCAL_BATCH
+
+    folder = tmp_path / "local"
+    shutil.copytree(default_judges_root() / "pairwise-binary", folder)
+    config = folder / "config.yaml"
+    config.write_text(config.read_text().replace("kind: llm", "kind: llm\nbackend: vllm"))
+    local = load_judge(folder)
+    assert (local.backend, local.concurrency, local.cost(1000, 1000)) == \
+        ("vllm", LOCAL_BATCH, 0.0)
+    assert local.price_source == "local vLLM engine: 0"
+    hosted = load_judge(default_judges_root() / "pairwise-binary")
+    assert hosted.cost(1000, 1000) > 0
+    flagged = hosted.with_overrides(backend="vllm")
+    assert (flagged.concurrency, flagged.cost(1000, 1000)) == (LOCAL_BATCH, 0.0)
+    assert flagged.fingerprint == hosted.fingerprint  # the same verdicts, the same keys
