@@ -26,6 +26,15 @@ CPU_ENVIRONMENT = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 """GiB of KV cache on the CPU build; its default share exceeds a small NUMA node and the
 engine refuses to start."""
 
+COMPILE_DISABLE = "TORCH_COMPILE_DISABLE"
+"""Set for the engine's processes on the CPU build when LoRA is enabled (unless the user set
+it: ``TORCH_COMPILE_DISABLE=0`` restores vLLM's default). vLLM runs the model of such an
+engine eagerly already (its CPU platform turns compilation off with LoRA); what it still
+hands to ``torch.compile`` are small helper ops, among them the token-rank count behind
+every prompt log-prob. Compiling that made the first perplexity call here cost about 1.8 s
+more with a warm inductor cache and about 10 s more with a cold one (a C++ build), while run
+eagerly the count takes milliseconds and gives the same integers."""
+
 
 def is_cpu_build() -> bool:
     """Whether the installed vLLM is the CPU build (the ``vllm-cpu`` distribution)."""

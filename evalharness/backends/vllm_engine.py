@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from evalharness.backends.base import (
     adapter_name,
 )
 from evalharness.backends.lora_plan import (
+    COMPILE_DISABLE,
     LoraPlan,
     apply_cpu_environment,
     is_cpu_build,
@@ -156,7 +158,8 @@ class VLLMBackend:
             # vLLM's start-up swallows KeyboardInterrupt (Ctrl-C, and so SIGTERM/SIGHUP too)
             # while it waits for the engine, then waits ten more minutes for an engine it
             # has abandoned; not_swallowed carries the interrupt through instead.
-            with signals.not_swallowed():
+            with signals.not_swallowed(), engine_environment(
+                    {COMPILE_DISABLE: "1"} if self.cpu_build and plan.enable_lora else {}):
                 self._llm = LLM(**options)
         except Exception as exc:  # vLLM raises many types while starting an engine
             end_processes(started_since(before))
@@ -237,10 +240,18 @@ class VLLMBackend:
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
         """Prompt log-probs of each text (one generated token, discarded); lm-eval's rolling
-        windows for a text past the context."""
+        windows for a text past the context.
+
+        Every window of a chunk goes to the engine in one call (one call per text costs
+        twice as much here). ``prompt_logprobs=0`` returns only each prompt token's own
+        log-prob (k > 0 adds a top-k over the vocabulary per position), and
+        ``detokenize=False`` skips decoding every prompt token to text, which the NLLs never
+        read (benchmarks/bench_vllm_ppl.py times each).
+        """
         from vllm import SamplingParams
 
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
+                                detokenize=False)
         # vLLM is handed every id of a pass and generates one token after them: two fewer
         # than the context (lm-eval's vLLM backend uses max_length - 2 likewise).
         context = self._llm.llm_engine.model_config.max_model_len - 2
@@ -272,6 +283,28 @@ class VLLMBackend:
         if llm is not None:
             with signals.deferred():  # an engine stop cut short leaves its process behind
                 end_engine(llm)
+
+
+
+@contextmanager
+def engine_environment(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in the environment while the engine starts: the processes vLLM spawns
+    copy it then; this process gets its own back afterwards (its torch has read its settings
+    already, when vLLM was imported). A variable the user set wins.
+
+    >>> with engine_environment({"EVALHARNESS_EXAMPLE": "1"}):
+    ...     os.environ["EVALHARNESS_EXAMPLE"]
+    '1'
+    >>> "EVALHARNESS_EXAMPLE" in os.environ
+    False
+    """
+    added = {name: value for name, value in values.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 ENGINE_THREADS = ("EngineCoreOutputQueueThread", "MPClientEngineMonitor")

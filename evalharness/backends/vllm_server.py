@@ -22,7 +22,7 @@ from typing import IO
 import httpx
 
 from evalharness import signals
-from evalharness.backends.lora_plan import CPU_ENVIRONMENT, LoraPlan
+from evalharness.backends.lora_plan import COMPILE_DISABLE, CPU_ENVIRONMENT, LoraPlan
 from evalharness.errors import BackendError, CompatibilityError, UserError
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
@@ -80,7 +80,9 @@ class VLLMServer:
         self._command = server_command(plan, self.port, dtype, max_model_len)
         self._env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
         if cpu_build:
-            self._env = {**CPU_ENVIRONMENT, **self._env}
+            # A user's own setting wins over both (the dicts to the right override).
+            compile_off = {COMPILE_DISABLE: "1"} if plan.enable_lora else {}
+            self._env = {**CPU_ENVIRONMENT, **compile_off, **self._env}
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.loaded: list[str] = []
