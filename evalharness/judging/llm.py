@@ -36,7 +36,7 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from evalharness.errors import JudgeError, MissingExtraError, UserError
 from evalharness.judging.base import Outcome
@@ -187,8 +187,23 @@ def retry_note(config: JudgeConfig) -> str:
     return f"each retry showed new fence ids and {sampled}{temperature:g}"
 
 
+class ReplyLike(Protocol):
+    """What a judge reads of a reply, from an HTTP endpoint or the local engine alike."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def finish_reason(self) -> str | None: ...
+    @property
+    def usage(self) -> TokenUsage: ...
+    @property
+    def positions(self) -> list[tuple[str, list[tuple[str, float]]]]: ...
+
+
 @dataclass(frozen=True)
 class Reply:
+    """One chat completion, as the judge reads it."""
+
     text: str
     finish_reason: str | None
     usage: TokenUsage
@@ -196,8 +211,52 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class _Rejected:
+class Rejected:
+    """The endpoint (or the local engine) refused the request: not an answer, not stored."""
+
     message: str
+
+
+Ask = Callable[[int], Awaitable[tuple[ReplyLike | Rejected, int]]]
+"""Sends attempt ``n`` of one game; returns the reply (or the refusal) and the calls made."""
+
+
+async def judge_attempts(config: JudgeConfig, ask: Ask) -> Outcome:
+    """One game's judgment: ask, read the verdict, and ask again (``invalid_retries``) while
+    it cannot be read; the loop of every LLM judge, online or local.
+
+    A refusal ends the game unstored (``Outcome.rejected``); a reply with no readable verdict
+    after the last attempt is an invalid judgment that says what the retries changed.
+    """
+    prompt_tokens = completion_tokens = attempts = 0
+    last: ReplyLike | None = None
+    error = "no reply"
+    for number in range(config.invalid_retries + 1):
+        reply, calls = await ask(number)
+        attempts += calls
+        if isinstance(reply, Rejected):
+            return Outcome(None, None, raw="", usage=TokenUsage(
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+                attempts=attempts, rejected=redact_text(reply.message))
+        prompt_tokens += reply.usage.prompt_tokens
+        completion_tokens += reply.usage.completion_tokens
+        last = reply
+        verdict, weight = read_verdict(config, reply)
+        usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        if verdict.valid:
+            return Outcome(verdict.label, verdict.winner, weight, redact_text(reply.text),
+                           usage, attempts)
+        error = verdict.error or "no verdict"
+        if reply.finish_reason == "length":
+            error += " (the reply was cut at max_tokens; raise max_tokens)"
+    return Outcome(
+        None, None, raw=redact_text(last.text if last else ""),
+        usage=TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+        attempts=attempts,
+        error=redact_text(f"{error}; gave up after {config.invalid_retries + 1} replies without "
+                          "a readable verdict" + (f" ({retry_note(config)})"
+                                                 if config.invalid_retries else "")),
+    )
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -226,7 +285,7 @@ def request_body(config: JudgeConfig, game: GameText, attempt: int = 0) -> dict[
     return body
 
 
-def read_verdict(config: JudgeConfig, reply: Reply) -> tuple[Verdict, float | None]:
+def read_verdict(config: JudgeConfig, reply: ReplyLike) -> tuple[Verdict, float | None]:
     """The verdict of one reply, and the soft preference its log-probs give (if any)."""
     verdict = parse_verdict(reply.text, config.verdicts)
     tokens = config.logprob_tokens
@@ -280,38 +339,13 @@ class LLMJudge:
 
     async def judge(self, game: GameText) -> Outcome:
         """Judge one game (see the module docstring for what is retried and how)."""
-        prompt_tokens = completion_tokens = attempts = 0
-        last: Reply | None = None
-        error = "no reply"
-        for number in range(self.config.invalid_retries + 1):
-            reply, calls = await self._call(request_body(self.config, game, number))
-            attempts += calls
-            if isinstance(reply, _Rejected):
-                return Outcome(None, None, raw="", usage=TokenUsage(
-                    prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
-                    attempts=attempts, rejected=redact_text(reply.message))
-            prompt_tokens += reply.usage.prompt_tokens
-            completion_tokens += reply.usage.completion_tokens
-            last = reply
-            verdict, weight = read_verdict(self.config, reply)
-            usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-            if verdict.valid:
-                return Outcome(verdict.label, verdict.winner, weight, redact_text(reply.text),
-                               usage, attempts)
-            error = verdict.error or "no verdict"
-            if reply.finish_reason == "length":
-                error += " (the reply was cut at max_tokens; raise max_tokens)"
-        return Outcome(
-            None, None, raw=redact_text(last.text if last else ""),
-            usage=TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
-            attempts=attempts,
-            error=redact_text(f"{error}; gave up after {self.config.invalid_retries + 1} "
-                              "replies without a readable verdict" + (
-                                  f" ({retry_note(self.config)})"
-                                  if self.config.invalid_retries else "")),
-        )
 
-    async def _call(self, kwargs: dict[str, Any]) -> tuple[Reply | _Rejected, int]:
+        async def ask(attempt: int) -> tuple[ReplyLike | Rejected, int]:
+            return await self._call(request_body(self.config, game, attempt))
+
+        return await judge_attempts(self.config, ask)
+
+    async def _call(self, kwargs: dict[str, Any]) -> tuple[Reply | Rejected, int]:
         import openai
 
         config = self.config
@@ -407,7 +441,7 @@ class LLMJudge:
             "/v1)."
         )
 
-    def _rejection(self, exc: Any) -> _Rejected:
+    def _rejection(self, exc: Any) -> Rejected:
         self._rejected += 1
         message = _describe(exc)
         if self._accepted == 0 and self._rejected >= REJECTIONS_BEFORE_GIVING_UP:
@@ -417,7 +451,7 @@ class LLMJudge:
                 "Nothing rejected was saved. Fix: check that the model and options (logprobs, "
                 "max_tokens) are supported, then rerun the command."
             )
-        return _Rejected(message)
+        return Rejected(message)
 
     async def _wait(self, attempt: int, failure: BaseException, counted: int) -> None:
         """Sleep before retry ``attempt + 1`` (the ``counted``-th that uses up ``retries``),

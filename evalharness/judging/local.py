@@ -43,15 +43,15 @@ from evalharness import signals
 from evalharness.errors import BackendError, JudgeError, UserError, require_module
 from evalharness.judging.base import Outcome
 from evalharness.judging.config import JudgeConfig
-from evalharness.judging.llm import messages_for, retry_note, retry_plan
+from evalharness.judging.llm import (
+    Rejected,
+    ReplyLike,
+    judge_attempts,
+    messages_for,
+    retry_plan,
+)
 from evalharness.judging.prices import Price
 from evalharness.judging.templates import GameText
-from evalharness.judging.verdicts import (
-    parse_verdict,
-    verdict_from_weight,
-    weight_from_positions,
-)
-from evalharness.redact import redact_text
 from evalharness.schema import TokenUsage
 
 log = logging.getLogger(__name__)
@@ -393,47 +393,18 @@ class LocalJudge:
         self._closed = False
 
     async def judge(self, game: GameText) -> Outcome:
-        """Judge one game: the HTTP judge's loop (``LLMJudge.judge``) over engine replies."""
+        """Judge one game: the HTTP judge's loop (``llm.judge_attempts``) over engine replies."""
         config = self.config
-        prompt_tokens = completion_tokens = attempts = 0
-        last: Completion | None = None
-        error = "no reply"
-        for number in range(config.invalid_retries + 1):
-            plan = retry_plan(config, number)
+
+        async def ask(attempt: int) -> tuple[ReplyLike | Rejected, int]:
+            plan = retry_plan(config, attempt)
             reply = await self._ask(ChatRequest(messages_for(config, game, plan.salt),
                                                 plan.temperature))
-            attempts += 1
             if isinstance(reply, Refused):
-                return Outcome(None, None, raw="", usage=TokenUsage(
-                    prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
-                    attempts=attempts, rejected=redact_text(
-                        f"the local engine refused the request ({reply.message})"))
-            prompt_tokens += reply.usage.prompt_tokens
-            completion_tokens += reply.usage.completion_tokens
-            last = reply
-            verdict = parse_verdict(reply.text, config.verdicts)
-            usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-            tokens = config.logprob_tokens
-            weight = (weight_from_positions(reply.positions, tokens)
-                      if tokens is not None else None)
-            if not verdict.valid and weight is not None and tokens is not None \
-                    and tokens.position is not None:
-                verdict = verdict_from_weight(weight, config.verdicts)
-            if verdict.valid:
-                return Outcome(verdict.label, verdict.winner, weight, redact_text(reply.text),
-                               usage, attempts)
-            error = verdict.error or "no verdict"
-            if reply.finish_reason == "length":
-                error += " (the reply was cut at max_tokens; raise max_tokens)"
-        return Outcome(
-            None, None, raw=redact_text(last.text if last else ""),
-            usage=TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
-            attempts=attempts,
-            error=redact_text(f"{error}; gave up after {config.invalid_retries + 1} "
-                              "replies without a readable verdict" + (
-                                  f" ({retry_note(config)})" if config.invalid_retries
-                                  else "")),
-        )
+                return Rejected(f"the local engine refused the request ({reply.message})"), 1
+            return reply, 1
+
+        return await judge_attempts(config, ask)
 
     async def _ask(self, request: ChatRequest) -> Reply:
         """Queue one request for the next batch and wait for its reply."""
