@@ -19,7 +19,7 @@ import pytest
 
 from evalharness.label.server import LabelServer, serve
 from tests.label.conftest import HOSTILE, MARKDOWN_PROMPT, N_GAMES, LabelRun, build_label_run
-from tests.report.conftest import BASELINE, INJECTED_PROMPT, STRONG, chromium
+from tests.report.conftest import BASELINE, INJECTED_PROMPT, STRONG, chromium, start_browser
 
 webdriver = pytest.importorskip(
     "selenium.webdriver", reason="browser test skipped: selenium is not installed "
@@ -43,18 +43,7 @@ def server(run: LabelRun) -> Iterator[LabelServer]:
 
 @pytest.fixture(scope="module")
 def browser(chromium: tuple[Path, Path]) -> Iterator[Any]:
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = chromium
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(binary)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(driver_path)), options=options)
-    driver.set_page_load_timeout(30)
+    driver = start_browser(chromium)
     driver.set_script_timeout(10)
     try:
         yield driver

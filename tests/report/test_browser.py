@@ -27,6 +27,7 @@ from tests.report.conftest import (
     SyntheticRun,
     pid,
     plan,
+    start_browser,
 )
 
 webdriver = pytest.importorskip(
@@ -42,18 +43,7 @@ def report_url(synthetic: SyntheticRun, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def browser(chromium: tuple[Path, Path]) -> Iterator[Any]:
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = chromium
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(binary)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(driver_path)), options=options)
-    driver.set_page_load_timeout(30)
+    driver = start_browser(chromium)
     try:
         yield driver
     finally:
