@@ -27,7 +27,7 @@ from evalharness.cli_options import (
     gen_options,
     judge_options,
 )
-from evalharness.console import output_console
+from evalharness.console import literal, output_console
 from evalharness.errors import BackendError, JudgeError, UserError
 from evalharness.formats import cli as formats_cli
 from evalharness.judging import cli as judging_cli
@@ -109,17 +109,25 @@ def ppl(
     base: BaseOption = None,
     run_dir: RunDirOption = None,
     runs_root: RunsRootOption = Path("runs"),
+    ppl_backend: Annotated[str, typer.Option(
+        "--ppl-backend", help="auto: on vLLM's CPU build score with transformers (faster, "
+        "same NLLs; the manifest says so); engine: the --backend as given; hf: always "
+        "transformers.")] = "auto",
 ) -> None:
     """Perplexity (token, per-example, bits per byte) of each model on held-out data."""
+    from evalharness.backends.registry import ppl_backend as choose_ppl_backend
     from evalharness.pipeline import run_models
     from evalharness.progress import RichProgress
     from evalharness.report.terminal import counts_line, perplexity_table
 
+    chosen, why = choose_ppl_backend(backend, ppl_backend)
     with RichProgress() as progress:
-        result = run_models(models, command="ppl", backend=backend.spec(), ppl_data=data,
+        result = run_models(models, command="ppl", backend=chosen.spec(), ppl_data=data,
                             base=base, run_dir=run_dir, runs_root=runs_root, argv=sys.argv,
-                            progress=progress)
+                            progress=progress, ppl_backend=why)
     console = _console()
+    if why is not None:
+        console.print(literal(f"scored with {why}"))
     console.print(perplexity_table(result.summaries))
     assert result.perplexity is not None
     p = result.perplexity

@@ -490,8 +490,12 @@ def run_models(
     runs_root: Path = DEFAULT_RUNS_ROOT,
     argv: Sequence[str] = (),
     progress: Progress | None = None,
+    ppl_backend: str | None = None,
 ) -> RunResult:
     """Generate answers to ``prompts`` and/or score ``ppl_data`` for ``models``, resumably.
+
+    ``ppl_backend`` says why ``backend`` is not the one the user named (``registry.ppl_backend``),
+    for the manifest.
 
     This is the engine behind ``evalharness generate`` and ``evalharness ppl``. Every input
     is validated before any model is loaded. With ``verify``, the serving self-check runs
@@ -515,6 +519,7 @@ def run_models(
         ppl_data=input_ref(data.ref) if data else None, candidates=tuple(specs),
         baseline="baseline" if any(s.kind == "base" for s in specs) else None,
         gen=gen if prompt_set else None, inputs=bound_inputs(specs, inputs),
+        ppl_backend=ppl_backend,
     )
     lazy = LazyBackend(backend.factory, specs, run.path,
                        verify_probes=probe_texts(prompt_set, data) if backend.verify else ())

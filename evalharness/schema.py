@@ -366,6 +366,9 @@ class Manifest(Record):
     """Name of the judge (``compare`` and ``league``)."""
     serving_check: str | None = None
     """What the serving self-check measured (``--verify``), when it ran."""
+    ppl_backend: str | None = None
+    """When ``ppl`` scored with another backend than the one asked for, which and why (on
+    vLLM's CPU build transformers scores faster with the same NLLs; ``--ppl-backend``)."""
     ppl_windows: dict[str, int] | None = None
     """When texts longer than the model's context were scored in rolling windows:
     ``{"window": tokens per pass, "stride": tokens advanced per pass, "texts": how many

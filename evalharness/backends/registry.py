@@ -95,3 +95,35 @@ class BackendChoice:
             factory=lambda run_dir: make_backend(self.name,
                                                  replace(self.options, log_dir=run_dir)),
         )
+
+
+PPL_BACKENDS = ("auto", "engine", "hf")
+
+
+def ppl_backend(choice: BackendChoice, wanted: str = "auto") -> tuple[BackendChoice, str | None]:
+    """The backend that scores perplexity for ``evalharness ppl``, and why when it is not
+    ``choice``.
+
+    ``auto`` scores with transformers instead of a vLLM engine or server on vLLM's CPU build:
+    there its LoRA kernels copy a weight matrix per token and layer, so scoring the kit's
+    held-out set takes about 6x transformers' time warm, and the engine or server start (25-50
+    s) is paid on top. The NLLs agree to 1e-5, so the faster path is as correct; its records
+    are keyed by the engine that computed them (``hf``), and ``--backend hf`` runs reuse them.
+    The choice depends on the command alone, never on what is on disk, so a resumed run never
+    mixes two engines' records. ``engine`` keeps ``choice``; ``hf`` always uses transformers.
+
+    Raises:
+        UserError: an unknown ``wanted``.
+    """
+    from evalharness.backends.lora_plan import is_cpu_build
+
+    if wanted not in PPL_BACKENDS:
+        raise UserError(f"--ppl-backend {wanted!r} is not known. Fix: use one of "
+                        f"{', '.join(PPL_BACKENDS)}.")
+    if wanted == "engine" or choice.name not in {"vllm", "vllm-server"} or (
+            wanted == "auto" and not is_cpu_build()):
+        return choice, None
+    why = ("asked for with --ppl-backend hf" if wanted == "hf" else
+           "vLLM's CPU build scores about 6x slower than transformers (its LoRA kernels), with "
+           "the same NLLs; --ppl-backend engine keeps it")
+    return BackendChoice("hf", choice.options, verify=False), f"hf instead of {choice.name}: {why}"
