@@ -128,7 +128,8 @@ def test_server_mode_hot_loads_adapters_and_leaves_no_process(kit, run_cli_subpr
 def test_perplexity_through_the_server_matches_offline(kit, run_cli_subprocess,  # type: ignore[no-untyped-def]
                                                       tmp_path: Path) -> None:
     served = run_cli_subprocess("ppl", "baseline", kit.adapter("qv-r8"), "--data",
-                                kit.eval_data, "--backend", "vllm-server", "--runs-root", "s")
+                                kit.eval_data, "--backend", "vllm-server", "--ppl-backend",
+                                "engine", "--runs-root", "s")
     assert served.returncode == 0, served.stderr[-2000:]
     local = run_cli_subprocess("ppl", "baseline", kit.adapter("qv-r8"), "--data",
                                kit.eval_data, "--runs-root", "h")
