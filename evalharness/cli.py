@@ -190,7 +190,7 @@ def compare(
     candidate: Annotated[str, typer.Argument(help="An adapter folder (or merged model).")],
     backend: BackendChoice,
     gen: GenConfig,
-    judge_config: JudgeConfig,
+    judge_config: JudgeConfig | list[JudgeConfig],
     evaluation: EvaluationOptions,
     baseline: Annotated[str, typer.Argument(help="'baseline' (the base model) or a model "
                                             "folder.")] = "baseline",
@@ -216,7 +216,7 @@ def league(
     adapters: Annotated[list[str], typer.Argument(help="Adapter folders (or merged models).")],
     backend: BackendChoice,
     gen: GenConfig,
-    judge_config: JudgeConfig,
+    judge_config: JudgeConfig | list[JudgeConfig],
     evaluation: EvaluationOptions,
     baseline: Annotated[str, typer.Option(help="'baseline' (the base model) or a model "
                                           "folder.")] = "baseline",
@@ -252,7 +252,7 @@ def _error(console: Console, message: str) -> None:
 @judge_options(default="reference")
 def demo(
     backend: BackendChoice,
-    judge_config: JudgeConfig,
+    judge_config: JudgeConfig | list[JudgeConfig],
     kit_folder: Annotated[Path, typer.Option("--kit", help="Where the tiny model kit is built "
                                              "(or reused).")] = Path("runs/.kit"),
     runs_root: RunsRootOption = Path("runs"),

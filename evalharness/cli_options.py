@@ -168,14 +168,17 @@ _JUDGE = {"rich_help_panel": "Judge"}
 
 
 def judge_options(default: str) -> Callable[[F], F]:
-    """Add the judge options to a command, which takes ``judge_config: JudgeConfig``.
+    """Add the judge options to a command, which takes ``judge_config``: one ``JudgeConfig``,
+    or a list of them when ``--judge`` is repeated (a jury).
 
     The judge is resolved (and its files checked) when the command starts, before any model
     is loaded; an unknown name lists the judges there are.
     """
     parameters = {
-        "judge": _option(str, default, "Judge name (a folder under the judges dir) or a judge "
-                         "folder; `evalharness judges` lists them.", **_JUDGE),
+        "judge": _option(list[str] | None, None, "Judge name (a folder under the judges dir) "
+                         "or a judge folder; `evalharness judges` lists them. Repeat it for a "
+                         "jury (each juror's verdicts kept under its name; the headline "
+                         f"combines them). Default: {default}.", metavar="NAME", **_JUDGE),
         "judges_dir": _option(Path | None, None, "Folder of judge definitions (default: "
                               "$EVALHARNESS_JUDGES, else the judges shipped with evalharness; "
                               "`evalharness judges` shows where).", **_JUDGE),
@@ -195,16 +198,18 @@ def judge_options(default: str) -> Callable[[F], F]:
                                  "candidates' engine is freed).", **_JUDGE),
     }
 
-    def build(values: dict[str, Any]) -> JudgeConfig:
+    def build(values: dict[str, Any]) -> JudgeConfig | list[JudgeConfig]:
         from evalharness.judging.config import resolve_judge
         from evalharness.judging.prices import parse_price
 
         price = values["judge_price"]
-        return resolve_judge(values["judge"], values["judges_dir"]).with_overrides(
+        jury = [resolve_judge(name, values["judges_dir"]).with_overrides(
             model=values["judge_model"], base_url=values["judge_url"],
             concurrency=values["judge_concurrency"],
             price=parse_price(price) if price is not None else None,
             mode=values["judge_mode"], backend=values["judge_backend"])
+            for name in values["judge"] or [default]]
+        return jury[0] if len(jury) == 1 else jury
 
     # The target has its own name: typer would coerce a "judge" argument to its annotation.
     return _grouped("judge_config", parameters, build)

@@ -24,6 +24,7 @@ from evalharness.judging.stage import (
     Pair,
     baseline_pairs,
     check_options,
+    combined_counts,
     judge_plan,
     judge_run,
     plan_run,
@@ -162,7 +163,7 @@ def league(
     baseline: str = BASELINE,
     *,
     prompts: Path | str = DEFAULT_PROMPTS,
-    judge: str | Path | JudgeConfig = "reference",
+    judge: str | Path | JudgeConfig | Sequence[JudgeConfig] = "reference",
     backend: BackendSpec | str = "hf",
     ppl_data: Path | str | None = None,
     base: str | None = None,
@@ -185,7 +186,9 @@ def league(
         adapters: adapter (or merged model) folders.
         baseline: ``baseline`` (the base model) or a model folder.
         prompts: the prompt set.
-        judge: a judge name under ``judges/``, a judge folder, or a loaded config.
+        judge: a judge name under ``judges/``, a judge folder, or a loaded config; several
+            loaded configs make a jury (each juror's verdicts stored under its name, the
+            headline their combined verdict; docs/judging.md, "Juries").
         backend: a backend name (default settings) or a ``BackendSpec``.
         ppl_data: held-out data for perplexity (enables the paradox analysis).
         base: base model override (default: from the adapters' configs).
@@ -202,10 +205,16 @@ def league(
                         f"folder to compare with {baseline}.")
     specs = resolve_models([baseline, *adapters], base)
     _check_league(specs)
-    judge_config = _judge(judge, judges_dir)
+    jury = ([_judge(j, judges_dir) for j in judge]
+            if not isinstance(judge, str | Path | JudgeConfig) else [_judge(judge, judges_dir)])
+    if len({j.name for j in jury}) != len(jury):
+        raise UserError(f"the same judge is named twice ({', '.join(j.name for j in jury)}). "
+                        "Fix: name each juror once.")
+    judge_config = jury[0]
     prompt_set = load_prompt_set(prompts)
-    if judge_config.uses_reference and not any(p.reference for p in prompt_set.prompts):
-        raise UserError(f"judge {judge_config.name} compares answers with each prompt's "
+    referenced = next((j for j in jury if j.uses_reference), None)
+    if referenced is not None and not any(p.reference for p in prompt_set.prompts):
+        raise UserError(f"judge {referenced.name} compares answers with each prompt's "
                         f"'reference', and {prompt_set.source} has none. Fix: add references "
                         "to the prompt set, or use an LLM judge (--judge pairwise-binary).")
     formats = [check_format(fmt) for fmt in report_formats]
@@ -218,8 +227,11 @@ def league(
     pairs: list[Pair] = baseline_pairs(names[1:], names[0])
     if round_robin:
         pairs += [(x, y) for i, x in enumerate(names[1:]) for y in names[i + 2:]]
+    # One judge keeps the key it always had (existing runs resume); a jury lists its jurors.
+    judged_by: str | list[str] = (judge_config.fingerprint if len(jury) == 1
+                                  else sorted(j.fingerprint for j in jury))
     inputs = {"prompts": prompt_set.sha256, "gen": gen.model_dump(mode="json"),
-              "engine": spec.engine, "judge": judge_config.fingerprint,
+              "engine": spec.engine, "judge": judged_by,
               "data": data.ref.sha256 if data else None, "round_robin": round_robin}
     run = RunDir(run_dir or runs_root / default_run_id(command, specs, inputs))
     now = utc_now()
@@ -229,10 +241,12 @@ def league(
         prompts=prompts_ref(prompt_set), ppl_data=input_ref(data.ref) if data else None,
         candidates=tuple(specs), baseline=names[0], gen=gen, judge=judge_config.name,
         judge_fingerprint=judge_config.fingerprint, inputs=bound_inputs(specs, inputs),
-        price_sources={judge_config.name: price_line(judge_config)},
+        price_sources={j.name: price_line(j) for j in jury},
+        jury={j.name: j.fingerprint for j in jury} if len(jury) > 1 else {},
     )
     claim_run(run, manifest)  # a foreign run directory is refused before the judge is asked
-    _probe(judge_config)
+    for juror in jury:
+        _probe(juror)
     lazy = LazyBackend(spec.factory, specs, run.path,
                        verify_probes=probe_texts(prompt_set, data) if spec.verify else ())
     # The lock is taken first and held until the reports are written too.
@@ -248,8 +262,9 @@ def league(
             updates["serving_check"] = lazy.check.summary()
         if data is not None:
             updates["ppl_windows"] = perplexity_windows(run)
-        judging = judge_run(run, judge_config, names[0], progress=progress,
-                            runs_root=runs_root, pairs=pairs)
+        judging = combined_counts([judge_run(run, juror, names[0], progress=progress,
+                                             runs_root=runs_root, pairs=pairs)
+                                   for juror in jury])
         report = load_report_data(run.path, seed=seed, n_boot=n_boot)
         written = tuple(write_rendered(report, fmt) for fmt in formats)
         if report.stats.problem is not None:

@@ -22,7 +22,8 @@ DEMO_MAX_NEW_TOKENS = 48
 KIT_FOLDER = Path("runs/.kit")
 
 
-def run_demo(runs_root: Path, backend: BackendSpec, judge: str | JudgeConfig = "reference",
+def run_demo(runs_root: Path, backend: BackendSpec,
+             judge: str | JudgeConfig | Sequence[JudgeConfig] = "reference",
              kit_folder: Path = KIT_FOLDER, argv: Sequence[str] = (),
              progress: Progress | None = None) -> tuple[Kit, LeagueResult]:
     """Build (or reuse) the kit in ``kit_folder`` and play its league under ``runs_root``."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from evalharness.errors import JudgeError, UserError
@@ -147,6 +147,22 @@ class PlannedGame:
     def identity(self) -> tuple[str, str, str]:
         """What makes a record this game's: key and the two names in order."""
         return (self.key, self.first, self.second)
+
+
+def combined_counts(counts: Sequence[JudgeCounts]) -> JudgeCounts:
+    """A jury's judging in one line: the jurors' counts added up (tallies and problems are
+    the first juror's; each juror's own are in its ``JudgeCounts``)."""
+    first = counts[0]
+    if len(counts) == 1:
+        return first
+    return replace(
+        first, judge=", ".join(c.judge for c in counts),
+        **{name: sum(getattr(c, name) for c in counts)
+           for name in ("total", "on_disk", "reused", "computed", "skipped", "invalid",
+                        "calls", "cost_usd", "retried", "repeated", "batched")},
+        usage=TokenUsage(prompt_tokens=sum(c.usage.prompt_tokens for c in counts),
+                         completion_tokens=sum(c.usage.completion_tokens for c in counts)),
+        problem=next((c.problem for c in counts if c.problem), None))
 
 
 @dataclass(frozen=True)

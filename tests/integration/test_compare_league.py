@@ -208,3 +208,23 @@ def test_reference_judge_without_references_fails_before_any_answer(cli, kit,  #
     assert result.code == 2, result.text
     assert "has none. Fix: add references" in " ".join(result.text.split())
     assert not (tmp_path / "runs").exists()
+
+
+def test_compare_with_a_jury_of_two_offline_judges(cli, kit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`compare --judge reference --judge reference-rouge`: both jurors' verdicts are kept
+    under their names, the headline is the jury's, the report shows how they agree."""
+    result = cli("compare", kit.adapter("qv-r8"), "--prompts", kit.prompts, "--judge",
+                 "reference", "--judge", "reference-rouge", "--backend", "fake",
+                 "--no-verify", "--max-new-tokens", "8", "--runs-root", tmp_path / "runs")
+    assert result.code == 0, result.text
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if (p / "manifest.json").is_file()]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest["jury"]) == {"reference", "reference-rouge"}
+    judges = {r["judge"] for r in map(json.loads, (run / "judgments.jsonl").read_text()
+                                      .splitlines())}
+    assert judges == {"reference", "reference-rouge"}
+    report = (run / "report.md").read_text()
+    assert "Headline verdicts: jury of reference, reference-rouge" in report
+    assert "## Judges and agreement" in report
+    flat = " ".join(result.out.split())
+    assert "judgments by jury" in flat
