@@ -93,10 +93,10 @@ def agree(
     format_: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """Agreement between a run's raters: judge vs human, judge vs judge, human vs human."""
+    from evalharness.rater_names import is_repeat
     from evalharness.stats import read_judgments, to_jsonable
     from evalharness.stats.agreement import agreement_table
     from evalharness.stats.io import baseline_for
-    from evalharness.stats.raters import is_repeat
 
     if format_ not in {"table", "json"}:
         raise UserError(f"--format {format_!r} is not known. Fix: use --format table or json.")

@@ -50,10 +50,10 @@ from evalharness.pipeline import (
     versions,
 )
 from evalharness.prompts import DEFAULT_PROMPTS, load_prompt_set
+from evalharness.rater_names import is_primary
 from evalharness.report.cli import check_bootstrap, check_format, write_rendered
 from evalharness.report.data import ReportData, load_report_data
 from evalharness.schema import GenConfig, Judgment, Manifest, ModelSpec
-from evalharness.stats.raters import is_primary
 from evalharness.stats.summary import CandidateStats
 from evalharness.store import JUDGMENTS, RunDir, utc_now
 

@@ -26,8 +26,8 @@ from evalharness.audit.findings import (
 )
 from evalharness.audit.judge_health import judge_health
 from evalharness.keys import content_key
+from evalharness.rater_names import is_repeat
 from evalharness.schema import Answer, Judgment, Prompt, Record
-from evalharness.stats.raters import is_repeat
 from evalharness.store import ANSWERS, JUDGMENTS, JsonlLog, RunDir, atomic_write_text, utc_now
 
 AUDIT_FILE = "audit.json"
@@ -195,22 +195,33 @@ def audit_run(run_dir: Path | str, *, config: AuditConfig | None = None,
     from evalharness.prompts import load_run_prompts
     from evalharness.stats import infer_baseline
     from evalharness.stats.current import current_judgments
-    from evalharness.stats.summary import dedupe
 
     path = Path(run_dir)
-    config = config or AuditConfig()
     manifest = RunDir(path).read_manifest()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a torn last line is reported by the run's readers
         answers = JsonlLog(path / ANSWERS, Answer).read()
-        judgments, _ = dedupe(current_judgments(JsonlLog(path / JUDGMENTS, Judgment).read()))
+        judgments = current_judgments(JsonlLog(path / JUDGMENTS, Judgment).read())
     prompts, _ = load_run_prompts(manifest, answers, judgments)
     if baseline is None:
         baseline = manifest.baseline
         if baseline is None and judgments:
             baseline = infer_baseline(judgments)
+    return audit_read(path, answers, prompts, judgments, baseline, config=config, write=write)
+
+
+def audit_read(run_dir: Path, answers: Sequence[Answer], prompts: Sequence[Prompt],
+               judgments: Sequence[Judgment], baseline: str | None, *,
+               config: AuditConfig | None = None, write: bool = True) -> AuditResult:
+    """``audit_run`` on records already read from ``run_dir`` (the report has them):
+    ``judgments`` as ``stats.current.current_judgments`` leaves them (duplicates are dropped
+    here)."""
+    from evalharness.stats.summary import dedupe
+
+    config = config or AuditConfig()
+    judgments, _ = dedupe(judgments)
     wanted = fingerprint(answers, prompts, judgments, baseline, config)
-    stored = _stored(path / AUDIT_FILE, wanted)
+    stored = _stored(run_dir / AUDIT_FILE, wanted)
     if stored is not None:
         return AuditResult(stored.findings, wanted, reused=True)
     findings = audit_records(answers, prompts, judgments, baseline, config)
@@ -218,7 +229,7 @@ def audit_run(run_dir: Path | str, *, config: AuditConfig | None = None,
         record = AuditRecord(fingerprint=wanted, created=utc_now(), findings=findings)
         # A read-only run (an archive, a mount) still gets its findings shown.
         with contextlib.suppress(OSError):
-            atomic_write_text(path / AUDIT_FILE, record.model_dump_json(indent=1) + "\n")
+            atomic_write_text(run_dir / AUDIT_FILE, record.model_dump_json(indent=1) + "\n")
     return AuditResult(findings, wanted)
 
 

@@ -18,14 +18,12 @@ from typing import Literal, cast, get_args
 
 from evalharness.errors import UserError
 from evalharness.prompts import load_run_prompts
+from evalharness.rater_names import is_primary
 from evalharness.schema import Answer, Judgment, Manifest, Prompt
 from evalharness.store import ANSWERS, JUDGMENTS, RunDir
 
 Plan = Literal["random", "per-candidate", "disagreements"]
 PLANS: tuple[str, ...] = get_args(Plan)
-HUMAN_PREFIX = "human:"
-"""Judges whose name starts with this are people (``human:<annotator>``), not the run's judge.
-The same as ``evalharness.stats.agreement.HUMAN_PREFIX`` (not imported: it loads scipy)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +107,7 @@ def machine_judgments(judgments: Iterable[Judgment], manifest: Manifest) -> list
     """The verdicts people are compared with: the run's jury's jurors, else its judge; when
     the run names neither (or they judged nothing here), every judge's but people's."""
     named = set(manifest.jury) or ({manifest.judge} if manifest.judge else set())
-    machine = [j for j in judgments if not j.judge.startswith(HUMAN_PREFIX)]
+    machine = [j for j in judgments if is_primary(j.judge)]
     return [j for j in machine if j.judge in named] or machine
 
 

@@ -15,7 +15,8 @@ from typing import Literal
 
 from evalharness.errors import UserError
 from evalharness.keys import content_key
-from evalharness.label.games import HUMAN_PREFIX, Game
+from evalharness.label.games import Game
+from evalharness.rater_names import HUMAN_PREFIX
 from evalharness.schema import Answer, Judgment
 
 Choice = Literal["left", "right", "tie"]

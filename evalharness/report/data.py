@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from evalharness.audit.run import AuditResult, audit_run
+from evalharness.audit.run import AuditResult, audit_read
 from evalharness.errors import UserError
 from evalharness.perplexity import PerplexitySummary
 from evalharness.perplexity import summarize as summarize_perplexity
@@ -278,7 +278,7 @@ def load_report_data(
         stats=stats,
         hyperparameters=MappingProxyType({k: MappingProxyType(v) for k, v in hyper.items()}),
         outcomes=MappingProxyType(outcomes),
-        audit=audit_run(path, baseline=baseline),
+        audit=audit_read(path, answers, prompts, recorded, baseline),
         recorded=recorded,
         raters=rater_figures(recorded, head, baseline,
                              [c.head_to_head.candidate for c in stats.candidates], seed=seed,

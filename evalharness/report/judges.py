@@ -11,12 +11,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from evalharness.rater_names import is_repeat
 from evalharness.report.blocks import Block, Paragraph, Section, Table
 from evalharness.schema import Judgment
 from evalharness.stats import Interval
 from evalharness.stats.agreement import PairAgreement, agreement_table
 from evalharness.stats.headtohead import head_to_head
-from evalharness.stats.raters import Headline, is_repeat
+from evalharness.stats.raters import Headline
 
 
 @dataclass(frozen=True)

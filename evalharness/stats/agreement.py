@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalharness.errors import UserError
+from evalharness.rater_names import RaterKind, rater_kind
 from evalharness.schema import Judgment
 from evalharness.stats.games import FloatArray, IntArray, group_index, hard_label
 from evalharness.stats.intervals import (
@@ -55,13 +56,10 @@ from evalharness.stats.intervals import (
 )
 
 Label = Literal["win", "tie", "loss"]
-RaterKind = Literal["human", "judge"]
 Unit = Literal["game", "prompt"]
 
 LABELS: tuple[Label, Label, Label] = ("win", "tie", "loss")
 """The candidate's outcome classes, in the order of the confusion matrix's rows and columns."""
-HUMAN_PREFIX = "human:"
-"""Judgments by a person carry the judge name ``human:<name>`` (the labelling app writes it)."""
 _SCORE = {"A": 1.0, "tie": 0.5, "B": 0.0}
 """Position A's score for each hard label."""
 
@@ -72,15 +70,6 @@ Pair = tuple[str, str, str]
 Game = tuple[str, str, str, bool]
 """(prompt id, candidate, opponent, candidate shown first): one game."""
 Item = TypeVar("Item", Pair, Game)
-
-
-def rater_kind(rater: str) -> RaterKind:
-    """``human`` for a person's labels (judge name ``human:<name>``), ``judge`` otherwise.
-
-    >>> rater_kind("human:ana"), rater_kind("gpt-4o#2")
-    ('human', 'judge')
-    """
-    return "human" if rater.startswith(HUMAN_PREFIX) else "judge"
 
 
 def present_raters(judgments: Iterable[Judgment]) -> list[str]:

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalharness.rater_names import REPEAT_MARK
 from evalharness.schema import Judgment
 from evalharness.stats.current import current_judgments
 from evalharness.stats.games import ScoreMode, hard_label, position_a_score, resolve_score
-from evalharness.stats.raters import REPEAT_MARK
 
 Z95 = 1.96
 """Two-sided 95% normal quantile."""

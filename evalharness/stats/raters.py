@@ -22,26 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from evalharness.rater_names import is_primary
 from evalharness.schema import Judgment
-from evalharness.stats.agreement import rater_kind
 from evalharness.stats.jury import JuryRule, default_rule, jury_judgments
-
-REPEAT_MARK = "#"
-"""``<judge>#<k>``: the k-th repeat of a judge's games (the noise floor)."""
-
-
-def is_repeat(rater: str) -> bool:
-    """Whether ``rater`` names repeated judgments of another judge.
-
-    >>> is_repeat("pairwise-binary#2"), is_repeat("pairwise-binary")
-    (True, False)
-    """
-    return REPEAT_MARK in rater
-
-
-def is_primary(rater: str) -> bool:
-    """Whether ``rater``'s verdicts may make a headline: a judge, not a human or a repeat."""
-    return rater_kind(rater) == "judge" and not is_repeat(rater)
 
 
 @dataclass(frozen=True)
