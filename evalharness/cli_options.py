@@ -37,7 +37,8 @@ def _option(annotation: Any, default: Any, help_text: str, **extra: Any) -> insp
 _PANEL = {"rich_help_panel": "Backend"}
 _PARAMETERS: dict[str, inspect.Parameter] = {
     "backend": _option(str, "hf", "hf (transformers+peft), vllm (offline engine), "
-                       "vllm-server (we start vllm serve), openai (--endpoint).", **_PANEL),
+                       "vllm-server (we start vllm serve), openai (--endpoint), ray (engine "
+                       "actors on a Ray cluster).", **_PANEL),
     "device": _option(str | None, None, "hf: cpu, cuda, cuda:N or mps (default: cuda if "
                       "available).", **_PANEL),
     "dtype": _option(str | None, None, "hf/vllm: float32, bfloat16, float16 or auto.",
@@ -49,8 +50,9 @@ _PARAMETERS: dict[str, inspect.Parameter] = {
     "max_loras": _option(int | None, None, "vllm: LoRA slots per batch (default: safe for the "
                          "build in use).", min=1, **_PANEL),
     "max_model_len": _option(int | None, None, "vllm: context length.", min=16, **_PANEL),
-    "endpoint": _option(str | None, None, "openai: base URL of an OpenAI-compatible server, "
-                        "e.g. http://127.0.0.1:8000/v1.", **_PANEL),
+    "endpoint": _option(list[str] | None, None, "openai: base URL of an OpenAI-compatible "
+                        "server, e.g. http://127.0.0.1:8000/v1; repeat it to spread the "
+                        "adapters over several servers.", metavar="URL", **_PANEL),
     "api_key_env": _option(str | None, None, "openai: NAME of the variable holding the API "
                            "key (the key itself is never stored).", **_PANEL),
     "concurrency": _option(int, 16, "openai/vllm-server: requests in flight.", min=1,
@@ -59,8 +61,15 @@ _PARAMETERS: dict[str, inspect.Parameter] = {
                     min=1, max=65535, **_PANEL),
     "ready_timeout": _option(float, 300.0, "vllm-server: seconds to wait for the server.",
                              min=1.0, **_PANEL),
+    "ray_address": _option(str | None, None, "ray: the cluster's address (ray://host:10001 "
+                           "or host:6379; default: RAY_ADDRESS, else a local instance).",
+                           **_PANEL),
+    "ray_actors": _option(int | None, None, "ray: engine actors (default: one per GPU in the "
+                          "cluster; 1 without GPUs).", min=1, **_PANEL),
+    "ray_engine": _option(str, "vllm", "ray: the engine each actor runs, vllm or hf.",
+                          **_PANEL),
 }
-_OPTION_NAMES = tuple(name for name in _PARAMETERS if name != "backend")
+_OPTION_NAMES = tuple(name for name in _PARAMETERS if name not in {"backend", "endpoint"})
 
 
 def _grouped(target: str, parameters: dict[str, inspect.Parameter],
@@ -110,7 +119,17 @@ def backend_options(verify: bool) -> Callable[[F], F]:
                             f"{values['backend']} places the model itself. Fix: omit --device "
                             "(or pass --backend hf).")
         check_device(values["device"])
-        options = BackendOptions(**{name: values[name] for name in _OPTION_NAMES})
+        endpoints = tuple(values["endpoint"] or ())
+        twice = sorted({url for url in endpoints if endpoints.count(url) > 1})
+        if twice:
+            raise UserError(f"--endpoint {twice[0]} is given more than once. Fix: name each "
+                            "server once.")
+        if endpoints and values["backend"] != "openai":
+            raise UserError(f"--endpoint is a setting of --backend openai; --backend "
+                            f"{values['backend']} does not use it. Fix: pass --backend openai "
+                            "(or omit --endpoint).")
+        options = BackendOptions(endpoints=endpoints,
+                                 **{name: values[name] for name in _OPTION_NAMES})
         return BackendChoice(values["backend"], options, values["verify"])
 
     return _grouped("backend", parameters, build)

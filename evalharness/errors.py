@@ -5,7 +5,8 @@
     EvalHarnessError                 anything this package raises on purpose
     ├── UserError                    bad input: the CLI prints the message and exits 2
     │   ├── MissingExtraError        an optional dependency is not installed
-    │   └── CompatibilityError       an adapter does not fit the base model / server
+    │   ├── CompatibilityError       an adapter does not fit the base model / server
+    │   └── BackendLostError         a server or worker went away mid-run (work moves on)
     ├── BackendError                 a model backend failed while running
     └── JudgeError                   a judge failed in a way retries could not mend
 
@@ -38,6 +39,12 @@ class MissingExtraError(UserError):
 
 class CompatibilityError(UserError):
     """An adapter cannot be served on the requested base model or server."""
+
+
+class BackendLostError(UserError):
+    """A server or worker stopped answering mid-run. What finished is saved; a pool of
+    backends (``--endpoint`` repeated, ``--backend ray``) moves the rest to the others, and
+    with none left the CLI prints this and exits 2 (a rerun resumes)."""
 
 
 class BackendError(EvalHarnessError):

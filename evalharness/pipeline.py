@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from evalharness import __version__
-from evalharness.backends.base import Backend, GenRequest, ScoreRequest
+from evalharness.backends.base import Backend, GenRequest, Notifying, ScoreRequest
 from evalharness.candidates import resolve_models
 from evalharness.errors import UserError
 from evalharness.keys import content_key
@@ -130,6 +130,13 @@ class LazyBackend:
             if self.verify_probes:
                 self.check = check_serving(self._backend, self.models, self.verify_probes)
         return self._backend
+
+    def running(self, progress: Progress) -> Backend:
+        """The backend, its mid-stage messages (a pool's lost member) shown on ``progress``."""
+        backend = self.get()
+        if isinstance(backend, Notifying):
+            backend.notify = progress.note
+        return backend
 
     @property
     def loaded(self) -> bool:
@@ -392,7 +399,7 @@ def generate_answers(run: RunDir, models: Sequence[ModelSpec], prompts: PromptSe
     progress.start("generating answers", len(missing))
     try:
         if missing:
-            for result in backend.get().generate(missing, gen):
+            for result in backend.running(progress).generate(missing, gen):
                 request = result.request
                 log.append(Answer(
                     key=request.key, prompt_id=request.prompt.id, model=request.model.name,
@@ -419,7 +426,7 @@ def score_perplexity(run: RunDir, models: Sequence[ModelSpec], data: EvalData,
     progress.start("scoring perplexity", len(missing))
     try:
         if missing:
-            for result in backend.get().score(missing):
+            for result in backend.running(progress).score(missing):
                 request = result.request
                 log.append(PerplexityRecord(
                     key=request.key, model=request.model.name, model_key=request.model.key,

@@ -163,13 +163,37 @@ def _measure_attached(server: AttachedServer, base: ModelSpec, adapters: Sequenc
                         baseline_changed=sum(p for _, p in drifts))
 
 
+@runtime_checkable
+class Spread(Protocol):
+    """A backend over several members, each serving some of the adapters (a pool)."""
+
+    def assignments(self) -> Sequence[tuple[Backend, Sequence[ModelSpec]]]:
+        """Each member with the models it serves."""
+        ...
+
+
+def _combined(checks: Sequence[ServingCheck]) -> ServingCheck:
+    """One check over several members: every adapter's effect, the worst baseline drift."""
+    changed = [c.baseline_changed for c in checks if c.baseline_changed is not None]
+    return ServingCheck({name: effect for c in checks for name, effect in
+                         c.adapter_effect.items()},
+                        max((c.baseline_drift for c in checks), default=0.0),
+                        baseline_changed=sum(changed) if changed else None)
+
+
 def check_serving(backend: Backend, models: Sequence[ModelSpec], probes: Sequence[str]
                   ) -> ServingCheck:
     """Measure adapter effects and baseline drift on ``probes`` (plain texts).
 
+    A pool is checked member by member, each with the adapters it serves: contamination
+    happens where adapters and base requests share an engine's batches.
+
     Raises:
         ServingCheckError: a no-op adapter or a contaminated baseline, with the fix.
     """
+    if isinstance(backend, Spread):
+        return _combined([check_serving(member, served, probes)
+                          for member, served in backend.assignments()])
     adapters = [m for m in models if m.kind == "adapter"]
     base = next((m for m in models if m.kind == "base"), None)
     if not adapters or not probes:

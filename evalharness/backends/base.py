@@ -8,9 +8,9 @@ business.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from evalharness.schema import GenConfig, Message, ModelSpec, Prompt
 
@@ -77,6 +77,14 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release models and processes."""
+
+
+@runtime_checkable
+class Notifying(Protocol):
+    """A backend with something to tell the user mid-stage (a pool that lost a member); the
+    pipeline points ``notify`` at the stage's progress display."""
+
+    notify: Callable[[str], None]
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

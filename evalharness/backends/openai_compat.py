@@ -4,7 +4,9 @@
   loopback port, hot-loads every adapter under its content-hash name, and stops it at the end.
 - ``--backend openai --endpoint URL``: attach to a running server (an existing vLLM
   deployment, say). Adapter folders are hot-loaded onto it the same way when it allows runtime
-  LoRA updates; the baseline is the base model it serves.
+  LoRA updates; the baseline is the base model it serves. ``--endpoint`` repeated spreads the
+  work over several such servers (``evalharness.backends.pool``: each adapter on one server,
+  the baseline on all, a server that dies has its work moved to the others).
 
 Answers come from the chat completions API (the server applies the model's chat template).
 Perplexity comes from the completions API with ``echo`` and ``logprobs`` on the token ids
@@ -14,7 +16,9 @@ the base model's tokenizer locally.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -30,15 +34,21 @@ from evalharness.backends.base import (
 )
 from evalharness.backends.lora_plan import is_cpu_build, plan_lora, round_up_rank, vllm_extra
 from evalharness.backends.options import BackendOptions
+from evalharness.backends.pool import PoolBackend
 from evalharness.backends.tokens import scoring_ids, scoring_windows
 from evalharness.backends.vllm_engine import sampling_seed
 from evalharness.backends.vllm_server import VLLMServer
-from evalharness.errors import BackendError, UserError, require_module
+from evalharness.errors import BackendError, BackendLostError, UserError, require_module
 from evalharness.schema import GenConfig, ModelSpec
 
 T = TypeVar("T")
 R = TypeVar("R")
 SERVER_LOG = "vllm-server.log"
+GONE_STATUSES = frozenset({502, 503, 504})
+"""Statuses that say the server (or the proxy before it) is not serving, after the client's
+own retries: a server that is shutting down, not a request it cannot answer."""
+log = logging.getLogger(__name__)
+_TOKENIZER_LOCK = threading.RLock()
 
 
 class OpenAIBackend:
@@ -66,6 +76,7 @@ class OpenAIBackend:
         self._tokenizers: dict[str, Any] = {}
         self._attached_loads: list[str] = []  # adapters we loaded onto a server we do not own
         self._context: int | None = None  # the server's context length, when it says
+        self._base_name = ""  # the name the server serves the base model under
 
     @property
     def attached(self) -> bool:
@@ -81,9 +92,11 @@ class OpenAIBackend:
             self.server.start()
             self.base_url = self.server.url
         assert self.base_url is not None
-        self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key,
-                                     max_retries=3, timeout=600.0)
-        base_name = self._base_model_name(models)
+        if self._client is None:  # a pool prepares a member again with adapters moved to it
+            self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key,
+                                         max_retries=3, timeout=600.0)
+            self._base_name = self._base_model_name(models)
+        base_name = self._base_name
         for model in models:
             if model.kind == "adapter":
                 name = adapter_name(model)
@@ -136,8 +149,12 @@ class OpenAIBackend:
         import httpx
 
         url = self.base_url.rstrip("/") if self.base_url else ""
-        return httpx.post(f"{url}/{action}", json=body,
-                          headers={"Authorization": f"Bearer {self.api_key}"}, timeout=120)
+        try:
+            return httpx.post(f"{url}/{action}", json=body,
+                              headers={"Authorization": f"Bearer {self.api_key}"}, timeout=120)
+        except httpx.TransportError as exc:
+            raise BackendLostError(f"cannot reach the endpoint {self.base_url} ({exc}). Fix: "
+                              "check the server is running; rerun to resume.") from None
 
     def _parallel(self, items: Sequence[T], call: Callable[[T], R]) -> Iterator[R]:
         import openai
@@ -149,10 +166,15 @@ class OpenAIBackend:
                     try:
                         yield future.result()
                     except openai.APIConnectionError:
-                        raise UserError(f"lost the endpoint {self.base_url} mid-run; what "
-                                        "finished is saved. Fix: restart the server and rerun "
-                                        "to resume.") from None
+                        raise BackendLostError(f"lost the endpoint {self.base_url} mid-run; what "
+                                          "finished is saved. Fix: restart the server and "
+                                          "rerun to resume.") from None
                     except openai.APIStatusError as exc:
+                        if exc.status_code in GONE_STATUSES:
+                            raise BackendLostError(f"the endpoint {self.base_url} stopped serving "
+                                              f"mid-run (HTTP {exc.status_code}); what "
+                                              "finished is saved. Fix: restart the server "
+                                              "and rerun to resume.") from None
                         raise BackendError(f"the endpoint answered HTTP {exc.status_code}: "
                                            f"{str(exc)[:300]}") from exc
             finally:
@@ -233,17 +255,21 @@ class OpenAIBackend:
         return [traces[i] for i in range(len(probes))]
 
     def _tokenizer(self, base: str) -> Any:
-        if base not in self._tokenizers:
-            require_module("transformers", "hf", "Perplexity through an endpoint")
-            from transformers import AutoTokenizer
+        # One thread at a time: the members of a pool score in threads of their own, and
+        # transformers' lazy imports are not thread-safe (ImportError: cannot import name).
+        with _TOKENIZER_LOCK:
+            if base not in self._tokenizers:
+                require_module("transformers", "hf", "Perplexity through an endpoint")
+                from transformers import AutoTokenizer
 
-            try:
-                self._tokenizers[base] = AutoTokenizer.from_pretrained(base)
-            except OSError:
-                raise UserError(f"perplexity through an endpoint needs the base model's "
-                                f"tokenizer locally, and '{base}' could not be loaded. Fix: "
-                                "pass --base with a local folder of the base model.") from None
-        return self._tokenizers[base]
+                try:
+                    self._tokenizers[base] = AutoTokenizer.from_pretrained(base)
+                except OSError:
+                    raise UserError(f"perplexity through an endpoint needs the base model's "
+                                    f"tokenizer locally, and '{base}' could not be loaded. "
+                                    "Fix: pass --base with a local folder of the base "
+                                    "model.") from None
+            return self._tokenizers[base]
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
         """Completions with echo + logprobs on our token ids (one generated token, dropped);
@@ -251,11 +277,13 @@ class OpenAIBackend:
         # The server is handed every id of a pass and generates one token: two fewer than its
         # context. Unknown context: one pass (the server refuses what it cannot read).
         context = None if self._context is None else self._context - 2
-        # Tokenize up front, in this thread: transformers' lazy imports are not thread-safe.
+        # Tokenize up front, in this thread, one pool member at a time: transformers' lazy
+        # imports (chat templates included) are not thread-safe.
         passes = {}
-        for r in requests:
-            scoring = scoring_ids(self._tokenizer(r.model.base_model), r.text, r.context)
-            passes[id(r)] = scoring_windows(scoring.ids, scoring.start, context)
+        with _TOKENIZER_LOCK:
+            for r in requests:
+                scoring = scoring_ids(self._tokenizer(r.model.base_model), r.text, r.context)
+                passes[id(r)] = scoring_windows(scoring.ids, scoring.start, context)
 
         def one(request: ScoreRequest) -> Scored:
             nlls: list[float] = []
@@ -329,14 +357,20 @@ def _api_key(env_name: str | None) -> str:
     return value
 
 
-def make_openai_backend(name: str, options: BackendOptions) -> OpenAIBackend:
-    """``vllm-server`` (we start vLLM) or ``openai`` (attach to ``options.endpoint``)."""
+def make_openai_backend(name: str, options: BackendOptions) -> OpenAIBackend | PoolBackend:
+    """``vllm-server`` (we start vLLM) or ``openai`` (attach to ``options.endpoints``; a pool
+    when there are several)."""
     if name == "openai":
-        if not options.endpoint:
+        if not options.endpoints:
             raise UserError("--backend openai needs --endpoint URL (an OpenAI-compatible "
                             "server, e.g. http://127.0.0.1:8000/v1).")
-        return OpenAIBackend(name, options.endpoint, _api_key(options.api_key_env),
-                             options.concurrency)
+        key = _api_key(options.api_key_env)
+        members = [OpenAIBackend(name, url, key, options.concurrency)
+                   for url in options.endpoints]
+        if len(members) == 1:
+            return members[0]
+        return PoolBackend(name, members, [f"endpoint {url}" for url in options.endpoints],
+                           notify=log.warning)
     require_module("vllm", vllm_extra(), "The vllm-server backend")
     cpu_build = is_cpu_build()
 

@@ -23,8 +23,9 @@ class BackendOptions:
     """vllm: LoRA slots per batch (default: safe for the build in use)."""
     max_model_len: int | None = None
     """vllm: context length."""
-    endpoint: str | None = None
-    """openai: base URL of an OpenAI-compatible server (e.g. http://host:8000/v1)."""
+    endpoints: tuple[str, ...] = ()
+    """openai: base URLs of OpenAI-compatible servers (e.g. http://host:8000/v1); with more
+    than one, adapters are spread over them (``evalharness.backends.pool``)."""
     api_key_env: str | None = None
     """openai: name of the environment variable holding the API key."""
     concurrency: int = 16
@@ -34,4 +35,11 @@ class BackendOptions:
     ready_timeout: float = 300.0
     """vllm-server: seconds to wait for the server to answer."""
     log_dir: Path | None = None
-    """vllm-server: where the server log is written (the run directory)."""
+    """vllm, vllm-server: where the engine or server log is written (the run directory)."""
+    ray_address: str | None = None
+    """ray: the cluster to join (None: ``RAY_ADDRESS``, else a local instance)."""
+    ray_actors: int | None = None
+    """ray: engine actors (None: one per GPU in the cluster, 1 without GPUs)."""
+    ray_engine: str = "vllm"
+    """ray: the backend each actor runs (``vllm`` or ``hf``); answers and perplexity records
+    are keyed by it, so a Ray run and a local run of that engine share them."""

@@ -13,7 +13,9 @@ from evalharness.schema import GenConfig, ModelSpec, Prompt
 
 __all__ = ["BACKENDS", "BackendChoice", "BackendOptions", "check_backend_name", "make_backend"]
 
-BACKENDS = ("hf", "vllm", "vllm-server", "openai", "fake")
+BACKENDS = ("hf", "vllm", "vllm-server", "openai", "ray", "fake")
+RAY_ENGINES = ("vllm", "hf")
+"""What a Ray actor may run: the in-process engines."""
 
 
 def check_backend_name(name: str) -> None:
@@ -46,6 +48,10 @@ def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
         from evalharness.backends.openai_compat import make_openai_backend
 
         return make_openai_backend(name, options)
+    if name == "ray":
+        from evalharness.backends.ray import RayBackend
+
+        return RayBackend(options)
     from evalharness.backends.fake import FakeBackend
 
     return FakeBackend()
@@ -63,10 +69,20 @@ class BackendChoice:
     def engine(self) -> str:
         """The engine identity in answer and perplexity keys (backend and dtype).
 
+        A Ray run is keyed by the engine its actors run: its answers are that engine's, and
+        a run on one machine and a run on the cluster share them.
+
         >>> BackendChoice("hf", BackendOptions(dtype="bfloat16"), verify=False).engine
         'hf:bfloat16'
+        >>> BackendChoice("ray", BackendOptions(), verify=False).engine
+        'vllm:default'
         """
-        return f"{self.name}:{self.options.dtype or 'default'}"
+        return f"{self.engine_name}:{self.options.dtype or 'default'}"
+
+    @property
+    def engine_name(self) -> str:
+        """The backend that runs the models: the chosen one, or a Ray actor's engine."""
+        return self.options.ray_engine if self.name == "ray" else self.name
 
     def check_inputs(self, models: Sequence[ModelSpec], prompts: Sequence[Prompt],
                      gen: GenConfig) -> None:
@@ -79,16 +95,20 @@ class BackendChoice:
         from evalharness.backends.lora_plan import check_lora_ranks
         from evalharness.backends.tokens import check_prompt_lengths
 
-        if self.name in {"vllm", "vllm-server"}:
+        engine = self.engine_name
+        if engine in {"vllm", "vllm-server"}:
             check_lora_ranks(models, self.options.max_lora_rank)
-        if self.name in {"hf", "vllm", "vllm-server"} and prompts:
-            max_len = None if self.name == "hf" else self.options.max_model_len
+        if engine in {"hf", "vllm", "vllm-server"} and prompts:
+            max_len = None if engine == "hf" else self.options.max_model_len
             for base in sorted({m.base_model for m in models}):
                 check_prompt_lengths(prompts, base, gen, max_len)
 
     def spec(self) -> BackendSpec:
         """What the pipeline needs (the backend is built only when work needs it)."""
         check_backend_name(self.name)  # a typo must not wait until the first missing answer
+        if self.name == "ray" and self.options.ray_engine not in RAY_ENGINES:
+            raise UserError(f"--ray-engine {self.options.ray_engine!r} is not known. Fix: use "
+                            f"one of {', '.join(RAY_ENGINES)}.")
         return BackendSpec(
             name=self.name, engine=self.engine, verify=self.verify,
             precheck=self.check_inputs,
@@ -120,10 +140,13 @@ def ppl_backend(choice: BackendChoice, wanted: str = "auto") -> tuple[BackendCho
     if wanted not in PPL_BACKENDS:
         raise UserError(f"--ppl-backend {wanted!r} is not known. Fix: use one of "
                         f"{', '.join(PPL_BACKENDS)}.")
-    if wanted == "engine" or choice.name not in {"vllm", "vllm-server"} or (
+    if wanted == "engine" or choice.engine_name not in {"vllm", "vllm-server"} or (
             wanted == "auto" and not is_cpu_build()):
         return choice, None
     why = ("asked for with --ppl-backend hf" if wanted == "hf" else
            "vLLM's CPU build scores about 6x slower than transformers (its LoRA kernels), with "
            "the same NLLs; --ppl-backend engine keeps it")
+    if choice.name == "ray":  # the cluster stays; its actors run transformers
+        return (BackendChoice("ray", replace(choice.options, ray_engine="hf"), choice.verify),
+                f"hf engines in the Ray actors instead of vllm: {why}")
     return BackendChoice("hf", choice.options, verify=False), f"hf instead of {choice.name}: {why}"

@@ -151,6 +151,8 @@ class _State:
     faults: dict[int, Fault]
     models: tuple[str, ...] | None = None
     api_key: str | None = None
+    dead: bool = False
+    loads: list[str] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
@@ -169,6 +171,9 @@ class FakeOpenAIServer:
             is answered and ``/models`` lists ``fake-judge``).
         api_key: when given, every request must carry ``Authorization: Bearer <api_key>``,
             else it gets a 401.
+
+    With ``models`` given, ``/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` add and
+    remove served names as vLLM's runtime LoRA updating does (``loads`` lists every load).
     """
 
     def __init__(self, responder: Responder | None = None, *, latency: float = 0.0,
@@ -224,6 +229,12 @@ class FakeOpenAIServer:
             return list(self._state.requests)
 
     @property
+    def loads(self) -> list[str]:
+        """Every adapter name loaded through ``/v1/load_lora_adapter``, in order."""
+        with self._state.lock:
+            return list(self._state.loads)
+
+    @property
     def n_calls(self) -> int:
         """How many calls were received."""
         with self._state.lock:
@@ -261,6 +272,12 @@ class FakeOpenAIServer:
             self._server.server_close()
             self._server = None
 
+    def kill(self) -> None:
+        """Die as a killed server does: stop listening and drop every connection still open
+        (a keep-alive connection would otherwise go on being served by its thread)."""
+        self._state.dead = True
+        self.stop()
+
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
@@ -279,8 +296,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _admitted(self) -> bool:
-        """Record the request; answer 401 (and return False) when the key is wrong."""
+        """Record the request; answer 401 (and return False) when the key is wrong; drop the
+        connection of a killed server."""
         state = self.state
+        if state.dead:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return False
         with state.lock:
             state.requests.append(Request(self.command, self.path,
                                           {k.lower(): v for k, v in self.headers.items()}))
@@ -306,6 +328,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
         if not self._admitted():
+            return
+        if self.path.rstrip("/").endswith("_lora_adapter") and self.state.models is not None:
+            self._lora_admin(self.path.rstrip("/").rsplit("/", 1)[-1], json.loads(raw))
             return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
@@ -339,6 +364,24 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._answer(call, outcome)  # suppressed: the client gave up (a timeout test)
+
+    def _lora_admin(self, action: str, body: dict[str, Any]) -> None:
+        state = self.state
+        name = str(body.get("lora_name"))
+        assert state.models is not None
+        with state.lock:
+            if action == "load_lora_adapter":
+                if name in state.models:
+                    self._send_json(400, {"error": {"message": f"{name} is already loaded"}})
+                    return
+                state.models = (*state.models, name)
+                state.loads.append(name)
+            elif action == "unload_lora_adapter":
+                state.models = tuple(m for m in state.models if m != name)
+            else:
+                self._send_json(404, {"error": {"message": f"no route {action}"}})
+                return
+        self._send_bytes(200, b"Success")
 
     def _answer(self, call: Call, outcome: Reply | Fault) -> None:
         if isinstance(outcome, Reply):

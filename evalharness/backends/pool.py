@@ -1,0 +1,293 @@
+"""Spread a run's requests over several backends, its *members*: OpenAI-compatible servers
+(``--endpoint`` repeated) or engine actors on a Ray cluster (``--backend ray``).
+
+- **Affinity.** Each adapter is served by one member only (its *home*), so it is loaded once
+  and its requests share that member's batches; the heaviest adapters are placed first, each on
+  the least-loaded member. Requests of the base model (and of models every member serves) go to
+  whichever member has the least work, so they fill the gaps.
+- **Failover.** A member that is lost (its server stops answering, its actor dies: the member
+  raises ``BackendLostError``) has its unfinished requests moved to the members left; its adapters
+  get a new home and are loaded there first. A result the lost member still delivers counts
+  once. With no member left, the last ``BackendLostError`` stops the run (what finished is saved).
+- **Same results.** Requests carry their content keys and answers are greedy or seeded per
+  answer (``sampling_seed``), so which member computed a record does not change it, and the
+  keys are those of one member: a run over two endpoints resumes a run over one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from evalharness.backends.base import Backend, Generation, GenRequest, Scored, ScoreRequest
+from evalharness.errors import BackendError, BackendLostError
+from evalharness.schema import GenConfig, ModelSpec
+
+
+class Keyed(Protocol):
+    """A request: the model it is for and its content key."""
+
+    @property
+    def model(self) -> ModelSpec: ...
+
+    @property
+    def key(self) -> str: ...
+
+
+class Answered(Protocol):
+    """A result: it carries the request it answers."""
+
+    @property
+    def request(self) -> Keyed: ...
+
+
+Q = TypeVar("Q", bound=Keyed)
+A = TypeVar("A", bound=Answered)
+
+
+def place_adapters(work: Sequence[tuple[ModelSpec, int]], loads: Sequence[int],
+                   alive: Sequence[int]) -> dict[str, int]:
+    """A home among ``alive`` for each adapter in ``work`` (adapter, requests), heaviest
+    first, each on the member with the least work so far; ties go to the lowest index.
+    ``loads`` (per member, indexed like the members) is the work already there.
+
+    >>> from evalharness.schema import ModelSpec
+    >>> def adapter(name: str) -> ModelSpec:
+    ...     return ModelSpec(name=name, kind="adapter", base_model="b", adapter=name,
+    ...                      adapter_sha256=name * 8)
+    >>> place_adapters([(adapter("a"), 10), (adapter("b"), 10), (adapter("c"), 5)],
+    ...                [0, 0], [0, 1])
+    {'adapter:a': 0, 'adapter:b': 1, 'adapter:c': 0}
+    """
+    load = {index: loads[index] for index in alive}
+    homes: dict[str, int] = {}
+    for model, count in sorted(work, key=lambda item: (-item[1], item[0].key)):
+        home = min(alive, key=lambda index: (load[index], index))
+        homes[model.key] = home
+        load[home] += count
+    return homes
+
+
+@dataclass
+class _Done:
+    worker: int
+
+
+@dataclass
+class _Failed:
+    worker: int
+    error: BaseException
+
+
+@dataclass
+class _Result(Generic[A]):
+    worker: int
+    result: A
+
+
+class PoolBackend:
+    """A backend over ``members``, named ``name`` (the backend the user chose).
+
+    Args:
+        name: the backend's name (``openai``, ``ray``).
+        members: backends of the same kind, each created but not prepared.
+        labels: how each member is named in messages (an endpoint's URL, an actor's number).
+        notify: called with a message when a member is lost and its work moves (the
+            pipeline points it at the progress display).
+    """
+
+    def __init__(self, name: str, members: Sequence[Backend], labels: Sequence[str],
+                 notify: Callable[[str], None] | None = None) -> None:
+        if len(members) != len(labels) or not members:
+            raise ValueError("a pool needs at least one member, each with a label")
+        self.name = name
+        self.members = list(members)
+        self.labels = list(labels)
+        self.notify: Callable[[str], None] = notify or (lambda message: None)
+        self.alive = list(range(len(members)))
+        self.homes: dict[str, int] = {}
+        """Adapter key -> the member that serves it."""
+        self._prepared: list[set[str]] = [set() for _ in members]
+        self._models: list[ModelSpec] = []
+
+    # -- placement ---------------------------------------------------------------------
+
+    def prepare(self, models: Sequence[ModelSpec]) -> None:
+        """Give each adapter a home (spread evenly by count; the real weights come with the
+        requests) and prepare every member, all at once, with its adapters and the rest."""
+        self._models = list(models)
+        adapters = [m for m in models if m.kind == "adapter"]
+        self.homes = place_adapters([(a, 1) for a in adapters], [0] * len(self.members),
+                                    self.alive)
+        lost = self._prepare_members({index: self._served_by(index) for index in self.alive})
+        if lost:  # a member that cannot be reached at the start is the user's to fix
+            raise next(iter(lost.values()))
+
+    def _served_by(self, index: int) -> list[ModelSpec]:
+        return [m for m in self._models
+                if m.kind != "adapter" or self.homes.get(m.key) == index]
+
+    def _prepare_members(self, wanted: dict[int, list[ModelSpec]]) -> dict[int, BackendLostError]:
+        """Prepare members concurrently (servers load adapters, actors start engines); the
+        members lost meanwhile, with why. Any other failure is raised as the member raised it.
+        """
+        todo = {index: [m for m in models if m.key not in self._prepared[index]]
+                for index, models in wanted.items()}
+        todo = {index: models for index, models in todo.items() if models}
+        if not todo:
+            return {}
+        with ThreadPoolExecutor(max_workers=len(todo)) as threads:
+            futures = {index: threads.submit(self.members[index].prepare, models)
+                       for index, models in todo.items()}
+        lost: dict[int, BackendLostError] = {}
+        for index, future in futures.items():
+            try:
+                future.result()
+            except BackendLostError as exc:
+                lost[index] = exc
+                continue
+            self._prepared[index].update(m.key for m in todo[index])
+        return lost
+
+    def assignments(self) -> list[tuple[Backend, list[ModelSpec]]]:
+        """Each live member with the models it serves (the serving self-check checks each
+        member with its own adapters)."""
+        return [(self.members[index], self._served_by(index)) for index in self.alive]
+
+    def _route(self, requests: Sequence[Q]) -> dict[int, list[Q]]:
+        """Requests per live member: adapters at their homes, the rest where work is least."""
+        routed: dict[int, list[Q]] = {index: [] for index in self.alive}
+        rest: list[Q] = []
+        for request in requests:
+            home = self.homes.get(request.model.key)
+            if request.model.kind == "adapter" and home in routed:
+                routed[home].append(request)
+            else:
+                rest.append(request)
+        for request in rest:
+            least = min(self.alive, key=lambda index: (len(routed[index]), index))
+            routed[least].append(request)
+        return {index: batch for index, batch in routed.items() if batch}
+
+    def _lose(self, index: int, error: BackendLostError, moving: Sequence[Q]) -> dict[int, list[Q]]:
+        """Take member ``index`` out and place ``moving`` (its unfinished requests) on the
+        members left, loading the adapters that lost their home at their new homes first. A
+        member lost while loading them is taken out too (its own unfinished requests move when
+        its worker ends).
+
+        Raises:
+            BackendLostError: no member is left (the last one's error).
+        """
+        lost = {index: error}
+        while lost:
+            for gone, why in lost.items():
+                if gone in self.alive:
+                    self.alive.remove(gone)
+                self.notify(f"lost {self.labels[gone]} ({why}); its unfinished work moves to "
+                             f"the {len(self.alive)} member(s) left")
+                error = why
+            if not self.alive:
+                raise error
+            homeless = Counter(r.model.key for r in moving if r.model.kind == "adapter"
+                               and self.homes.get(r.model.key) not in self.alive)
+            by_key = {m.key: m for m in self._models}
+            loads = Counter(self.homes[k] for k in self.homes if self.homes[k] in self.alive)
+            self.homes.update(place_adapters(
+                [(by_key[key], count) for key, count in homeless.items()],
+                [loads.get(i, 0) for i in range(len(self.members))], self.alive))
+            lost = self._prepare_members({i: self._served_by(i) for i in self.alive})
+        return self._route(moving)
+
+    # -- running -----------------------------------------------------------------------
+
+    def _spread(self, requests: Sequence[Q], run: Callable[[Backend, list[Q]], Iterator[A]]
+                ) -> Iterator[A]:
+        """Run ``requests`` on the members, one thread per batch, yielding each result once,
+        as it arrives; a lost member's unfinished requests move to the others."""
+        events: queue.Queue[_Result[A] | _Done | _Failed] = queue.Queue()
+        stop = threading.Event()
+        remaining: dict[str, Q] = {r.key: r for r in requests}
+        where: dict[str, int] = {}
+        worker_member: list[int] = []
+
+        def work(worker: int, member: Backend, batch: list[Q]) -> None:
+            try:
+                for result in run(member, batch):
+                    events.put(_Result(worker, result))
+                    if stop.is_set():
+                        return
+            except BaseException as exc:  # handed to the consuming thread, which decides
+                events.put(_Failed(worker, exc))
+            else:
+                events.put(_Done(worker))
+
+        def launch(routed: dict[int, list[Q]]) -> None:
+            for index, batch in routed.items():
+                where.update((r.key, index) for r in batch)
+                worker_member.append(index)
+                threading.Thread(target=work, args=(len(worker_member) - 1,
+                                                    self.members[index], batch),
+                                 name=f"pool-{self.labels[index]}", daemon=True).start()
+
+        launch(self._route(requests))
+        running = len(worker_member)
+        try:
+            while running:
+                event = _next(events)
+                if isinstance(event, _Result):
+                    key = event.result.request.key
+                    if remaining.pop(key, None) is not None:  # a moved request counts once
+                        yield event.result
+                    continue
+                running -= 1
+                member = worker_member[event.worker]
+                error = event.error if isinstance(event, _Failed) else None
+                if error is not None and not isinstance(error, BackendLostError):
+                    raise error
+                moving = [r for key, r in remaining.items() if where[key] == member]
+                if isinstance(error, BackendLostError) and member in self.alive:
+                    routed = self._lose(member, error, moving)
+                elif member not in self.alive and moving:  # lost while others took over
+                    routed = self._route(moving)
+                else:
+                    continue
+                launch(routed)
+                running += len(routed)
+            if remaining:
+                raise BackendError(f"{len(remaining)} request(s) got no result from the "
+                                   f"{self.name} backend's members")
+        finally:
+            stop.set()
+
+    def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
+        """Each request on its model's member; results as they finish, from all members."""
+        return self._spread(requests, lambda member, batch: member.generate(batch, gen))
+
+    def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
+        """As ``generate``, for perplexity."""
+        return self._spread(requests, lambda member, batch: member.score(batch))
+
+    def close(self) -> None:
+        """Close every member (lost ones too: their clients and processes)."""
+        errors = []
+        for member in self.members:
+            try:
+                member.close()
+            except Exception as exc:  # one member's failure must not keep the others open
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _next(events: queue.Queue[_Result[A] | _Done | _Failed]) -> _Result[A] | _Done | _Failed:
+    """The next event; waits in short slices so Ctrl-C (and SIGTERM) reach this thread."""
+    while True:
+        try:
+            return events.get(timeout=0.5)
+        except queue.Empty:
+            continue
