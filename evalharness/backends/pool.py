@@ -2,13 +2,15 @@
 (``--endpoint`` repeated) or engine actors on a Ray cluster (``--backend ray``).
 
 - **Affinity.** Each adapter is served by one member only (its *home*), so it is loaded once
-  and its requests share that member's batches; the heaviest adapters are placed first, each on
-  the least-loaded member. Requests of the base model (and of models every member serves) go to
-  whichever member has the least work, so they fill the gaps.
+  and its requests share that member's batches; each adapter goes to the member with the fewest
+  adapters so far (every adapter answers the same prompts, so adapters measure work). Requests
+  of the base model (and of models every member serves) go to whichever member has the least
+  work, so they fill the gaps.
 - **Failover.** A member that is lost (its server stops answering, its actor dies: the member
-  raises ``BackendLostError``) has its unfinished requests moved to the members left; its adapters
-  get a new home and are loaded there first. A result the lost member still delivers counts
-  once. With no member left, the last ``BackendLostError`` stops the run (what finished is saved).
+  raises ``BackendLostError``) has its unfinished requests moved to the members left; its
+  adapters get new homes the same way and are loaded there first. A result the lost member
+  still delivers counts once. With no member left, the last ``BackendLostError`` stops the run
+  (what finished is saved).
 - **Same results.** Requests carry their content keys and answers are greedy or seeded per
   answer (``sampling_seed``), so which member computed a record does not change it, and the
   keys are those of one member: a run over two endpoints resumes a run over one.
@@ -50,26 +52,25 @@ Q = TypeVar("Q", bound=Keyed)
 A = TypeVar("A", bound=Answered)
 
 
-def place_adapters(work: Sequence[tuple[ModelSpec, int]], loads: Sequence[int],
-                   alive: Sequence[int]) -> dict[str, int]:
-    """A home among ``alive`` for each adapter in ``work`` (adapter, requests), heaviest
-    first, each on the member with the least work so far; ties go to the lowest index.
-    ``loads`` (per member, indexed like the members) is the work already there.
+def place_adapters(adapters: Sequence[ModelSpec], held: Sequence[int], alive: Sequence[int]
+                   ) -> dict[str, int]:
+    """A home among the ``alive`` members for each of ``adapters`` (keyed by model key): in
+    name order, each on the member holding the fewest adapters so far (``held``: per member,
+    indexed like the members), ties to the lowest index.
 
     >>> from evalharness.schema import ModelSpec
-    >>> def adapter(name: str) -> ModelSpec:
-    ...     return ModelSpec(name=name, kind="adapter", base_model="b", adapter=name,
-    ...                      adapter_sha256=name * 8)
-    >>> place_adapters([(adapter("a"), 10), (adapter("b"), 10), (adapter("c"), 5)],
-    ...                [0, 0], [0, 1])
-    {'adapter:a': 0, 'adapter:b': 1, 'adapter:c': 0}
+    >>> a, b, c = (ModelSpec(name=n, kind="adapter", base_model="b", base_fingerprint="f",
+    ...                      adapter=n, adapter_sha256=n * 8) for n in "abc")
+    >>> homes = place_adapters([c, b, a], held=[0, 0, 5], alive=[0, 1, 2])
+    >>> [homes[m.key] for m in (a, b, c)]
+    [0, 1, 0]
     """
-    load = {index: loads[index] for index in alive}
+    count = {index: held[index] for index in alive}
     homes: dict[str, int] = {}
-    for model, count in sorted(work, key=lambda item: (-item[1], item[0].key)):
-        home = min(alive, key=lambda index: (load[index], index))
+    for model in sorted(adapters, key=lambda m: (m.name, m.key)):
+        home = min(alive, key=lambda index: (count[index], index))
         homes[model.key] = home
-        load[home] += count
+        count[home] += 1
     return homes
 
 
@@ -122,8 +123,7 @@ class PoolBackend:
         requests) and prepare every member, all at once, with its adapters and the rest."""
         self._models = list(models)
         adapters = [m for m in models if m.kind == "adapter"]
-        self.homes = place_adapters([(a, 1) for a in adapters], [0] * len(self.members),
-                                    self.alive)
+        self.homes = place_adapters(adapters, [0] * len(self.members), self.alive)
         lost = self._prepare_members({index: self._served_by(index) for index in self.alive})
         if lost:  # a member that cannot be reached at the start is the user's to fix
             raise next(iter(lost.values()))
@@ -164,9 +164,8 @@ class PoolBackend:
         routed: dict[int, list[Q]] = {index: [] for index in self.alive}
         rest: list[Q] = []
         for request in requests:
-            home = self.homes.get(request.model.key)
-            if request.model.kind == "adapter" and home in routed:
-                routed[home].append(request)
+            if request.model.kind == "adapter":
+                routed[self.homes[request.model.key]].append(request)  # always a live home
             else:
                 rest.append(request)
         for request in rest:
@@ -193,13 +192,14 @@ class PoolBackend:
                 error = why
             if not self.alive:
                 raise error
-            homeless = Counter(r.model.key for r in moving if r.model.kind == "adapter"
-                               and self.homes.get(r.model.key) not in self.alive)
-            by_key = {m.key: m for m in self._models}
+            # Every adapter of a lost member moves, its finished ones too: a later stage (the
+            # perplexity after the answers) must find each adapter at a live home. Balanced by
+            # adapters per member, as at the start.
+            homeless = [m for m in self._models if m.kind == "adapter"
+                        and self.homes.get(m.key) not in self.alive]
             loads = Counter(self.homes[k] for k in self.homes if self.homes[k] in self.alive)
             self.homes.update(place_adapters(
-                [(by_key[key], count) for key, count in homeless.items()],
-                [loads.get(i, 0) for i in range(len(self.members))], self.alive))
+                homeless, [loads.get(i, 0) for i in range(len(self.members))], self.alive))
             lost = self._prepare_members({i: self._served_by(i) for i in self.alive})
         return self._route(moving)
 

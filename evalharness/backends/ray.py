@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from evalharness.backends.base import Generation, GenRequest, Scored, ScoreRequest
+from evalharness.backends.base import Backend, Generation, GenRequest, Scored, ScoreRequest
 from evalharness.backends.options import BackendOptions
 from evalharness.backends.pool import PoolBackend
 from evalharness.errors import BackendLostError, UserError, require_module
@@ -37,13 +37,16 @@ from evalharness.schema import GenConfig, ModelSpec
 log = logging.getLogger(__name__)
 
 
+MakeEngine = Callable[[BackendOptions], Backend]
+"""Makes the backend an actor runs (``registry.make_backend`` for the chosen engine, passed
+in so this module does not import the registry that imports it)."""
+
+
 class EngineActor:
     """Runs in a Ray worker: one in-process backend (made there, so its engine lives there)."""
 
-    def __init__(self, engine: str, options: BackendOptions) -> None:
-        from evalharness.backends.registry import make_backend
-
-        self.backend = make_backend(engine, options)
+    def __init__(self, make_engine: MakeEngine, options: BackendOptions) -> None:
+        self.backend = make_engine(options)
 
     def prepare(self, models: Sequence[ModelSpec]) -> int:
         """Start the engine for ``models``; the worker's process id (for messages, tests)."""
@@ -125,15 +128,17 @@ class RayBackend:
     """Engine actors on a Ray cluster, as a pool.
 
     Args:
-        options: ``ray_address``, ``ray_actors`` and ``ray_engine`` pick the cluster, the
-            number of actors and what each runs; the rest goes to each actor's engine.
+        options: ``ray_address`` and ``ray_actors`` pick the cluster and the number of
+            actors; the rest goes to each actor's engine.
+        make_engine: makes the engine each actor runs (``ray_engine``'s backend).
     """
 
     name = "ray"
 
-    def __init__(self, options: BackendOptions) -> None:
+    def __init__(self, options: BackendOptions, make_engine: MakeEngine) -> None:
         require_module("ray", "ray", "The ray backend")
         self.options = options
+        self.make_engine = make_engine
         self._pool: PoolBackend | None = None
         self._started_ray = False
         self.notify: Callable[[str], None] = log.warning
@@ -154,7 +159,7 @@ class RayBackend:
         engine_options = replace(self.options, log_dir=self.options.log_dir
                                  if self._started_ray else None)
         actor_class = ray.remote(**resources)(EngineActor)
-        members = [RayMember(actor_class.remote(self.options.ray_engine, engine_options),
+        members = [RayMember(actor_class.remote(self.make_engine, engine_options),
                              f"Ray actor {i + 1} of {count}", models) for i in range(count)]
         self._pool = PoolBackend("ray", members, [m.label for m in members],
                                  notify=self._tell)

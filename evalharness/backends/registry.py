@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from evalharness.backends.base import Backend
 from evalharness.backends.options import BackendOptions
-from evalharness.errors import UserError
+from evalharness.errors import UserError, require_module
 from evalharness.pipeline import BackendSpec
 from evalharness.schema import GenConfig, ModelSpec, Prompt
 
@@ -51,7 +52,7 @@ def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
     if name == "ray":
         from evalharness.backends.ray import RayBackend
 
-        return RayBackend(options)
+        return RayBackend(options, functools.partial(make_backend, options.ray_engine))
     from evalharness.backends.fake import FakeBackend
 
     return FakeBackend()
@@ -106,9 +107,11 @@ class BackendChoice:
     def spec(self) -> BackendSpec:
         """What the pipeline needs (the backend is built only when work needs it)."""
         check_backend_name(self.name)  # a typo must not wait until the first missing answer
-        if self.name == "ray" and self.options.ray_engine not in RAY_ENGINES:
-            raise UserError(f"--ray-engine {self.options.ray_engine!r} is not known. Fix: use "
-                            f"one of {', '.join(RAY_ENGINES)}.")
+        if self.name == "ray":  # both checked before a run directory or cluster is touched
+            if self.options.ray_engine not in RAY_ENGINES:
+                raise UserError(f"--ray-engine {self.options.ray_engine!r} is not known. Fix: "
+                                f"use one of {', '.join(RAY_ENGINES)}.")
+            require_module("ray", "ray", "The ray backend")
         return BackendSpec(
             name=self.name, engine=self.engine, verify=self.verify,
             precheck=self.check_inputs,

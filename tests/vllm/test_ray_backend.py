@@ -110,3 +110,11 @@ def test_more_actors_than_the_cluster_can_place_is_refused(kit, run_cli_subproce
     assert done.returncode == 2, done.stderr[-3000:]
     text = " ".join(done.stderr.split())
     assert "--ray-actors 64 needs 64 CPUs" in text and "Traceback" not in text
+
+
+def test_an_unknown_ray_engine_is_refused_before_anything_starts(kit, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("generate", "baseline", "--prompts", kit.prompts, "--backend", "ray",
+                 "--ray-engine", "tgi", "--runs-root", tmp_path / "runs")
+    assert result.code == 2, result.text
+    assert "--ray-engine 'tgi' is not known" in " ".join(result.text.split())
+    assert not (tmp_path / "runs").exists()
