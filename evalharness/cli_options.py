@@ -61,9 +61,9 @@ _PARAMETERS: dict[str, inspect.Parameter] = {
                     min=1, max=65535, **_PANEL),
     "ready_timeout": _option(float, 300.0, "vllm-server: seconds to wait for the server.",
                              min=1.0, **_PANEL),
-    "ray_address": _option(str | None, None, "ray: the cluster's address (ray://host:10001 "
-                           "or host:6379; default: RAY_ADDRESS, else a local instance).",
-                           **_PANEL),
+    "ray_address": _option(str | None, None, "ray: the cluster's address (ray://host:10001, "
+                           "host:6379, or auto for the one running here; default: "
+                           "RAY_ADDRESS, else a fresh local instance).", **_PANEL),
     "ray_actors": _option(int | None, None, "ray: engine actors (default: one per GPU in the "
                           "cluster; 1 without GPUs).", min=1, **_PANEL),
     "ray_engine": _option(str, "vllm", "ray: the engine each actor runs, vllm or hf.",

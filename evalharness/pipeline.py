@@ -43,7 +43,7 @@ from evalharness.schema import (
     Prompt,
     PromptSet,
 )
-from evalharness.selfcheck import ServingCheck, check_serving
+from evalharness.selfcheck import ServingCheck, Spread, check_serving
 from evalharness.store import (
     ANSWERS,
     JUDGMENTS,
@@ -129,6 +129,10 @@ class LazyBackend:
             self._backend.prepare(self.models)
             if self.verify_probes:
                 self.check = check_serving(self._backend, self.models, self.verify_probes)
+                if isinstance(self._backend, Spread):  # a member given moved adapters: again
+                    probes = self.verify_probes
+                    self._backend.recheck = lambda member, served: check_serving(
+                        member, served, probes)
         return self._backend
 
     def running(self, progress: Progress) -> Backend:

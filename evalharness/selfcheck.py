@@ -20,7 +20,7 @@ server's flags are not ours to set; generation is the one request every LoRA ser
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -166,6 +166,9 @@ def _measure_attached(server: AttachedServer, base: ModelSpec, adapters: Sequenc
 @runtime_checkable
 class Spread(Protocol):
     """A backend over several members, each serving some of the adapters (a pool)."""
+
+    recheck: Callable[[Backend, Sequence[ModelSpec]], object] | None
+    """Called with a member and what it serves after adapters moved to it (failover)."""
 
     def assignments(self) -> Sequence[tuple[Backend, Sequence[ModelSpec]]]:
         """Each member with the models it serves."""

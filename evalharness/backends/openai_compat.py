@@ -77,6 +77,9 @@ class OpenAIBackend:
         self._attached_loads: list[str] = []  # adapters we loaded onto a server we do not own
         self._context: int | None = None  # the server's context length, when it says
         self._base_name = ""  # the name the server serves the base model under
+        # Requests in flight on this server, over every call at once: a pool member that
+        # took over a lost member's batch runs two calls, and still sends `concurrency`.
+        self._slots = threading.BoundedSemaphore(concurrency)
 
     @property
     def attached(self) -> bool:
@@ -153,28 +156,33 @@ class OpenAIBackend:
             return httpx.post(f"{url}/{action}", json=body,
                               headers={"Authorization": f"Bearer {self.api_key}"}, timeout=120)
         except httpx.TransportError as exc:
-            raise BackendLostError(f"cannot reach the endpoint {self.base_url} ({exc}). Fix: "
-                              "check the server is running; rerun to resume.") from None
+            raise BackendLostError(f"cannot reach the endpoint {self.base_url} ({exc}); what "
+                                   "finished is saved. Fix: check the server is running; "
+                                   "rerun to resume.") from None
 
     def _parallel(self, items: Sequence[T], call: Callable[[T], R]) -> Iterator[R]:
         import openai
 
+        def limited(item: T) -> R:
+            with self._slots:
+                return call(item)
+
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures: list[Future[R]] = [pool.submit(call, item) for item in items]
+            futures: list[Future[R]] = [pool.submit(limited, item) for item in items]
             try:
                 for future in as_completed(futures):
                     try:
                         yield future.result()
                     except openai.APIConnectionError:
-                        raise BackendLostError(f"lost the endpoint {self.base_url} mid-run; what "
-                                          "finished is saved. Fix: restart the server and "
-                                          "rerun to resume.") from None
+                        raise BackendLostError(f"lost the endpoint {self.base_url} mid-run; "
+                                               "what finished is saved. Fix: restart the "
+                                               "server and rerun to resume.") from None
                     except openai.APIStatusError as exc:
                         if exc.status_code in GONE_STATUSES:
-                            raise BackendLostError(f"the endpoint {self.base_url} stopped serving "
-                                              f"mid-run (HTTP {exc.status_code}); what "
-                                              "finished is saved. Fix: restart the server "
-                                              "and rerun to resume.") from None
+                            raise BackendLostError(
+                                f"the endpoint {self.base_url} stopped serving mid-run (HTTP "
+                                f"{exc.status_code}); what finished is saved. Fix: restart "
+                                "the server and rerun to resume.") from None
                         raise BackendError(f"the endpoint answered HTTP {exc.status_code}: "
                                            f"{str(exc)[:300]}") from exc
             finally:

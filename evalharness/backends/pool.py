@@ -110,6 +110,10 @@ class PoolBackend:
         self.members = list(members)
         self.labels = list(labels)
         self.notify: Callable[[str], None] = notify or (lambda message: None)
+        self.recheck: Callable[[Backend, Sequence[ModelSpec]], object] | None = None
+        """With the serving self-check on: checks a member again with the adapters moved to
+        it (raises when it no longer serves each model as itself)."""
+        self._contacted: set[int] = set()
         self.alive = list(range(len(members)))
         self.homes: dict[str, int] = {}
         """Adapter key -> the member that serves it."""
@@ -138,9 +142,13 @@ class PoolBackend:
         """
         todo = {index: [m for m in models if m.key not in self._prepared[index]]
                 for index, models in wanted.items()}
-        todo = {index: models for index, models in todo.items() if models}
+        # Every member is contacted once, with or without work: an unreachable one shows at
+        # the start, not when work moves to it.
+        todo = {index: models for index, models in todo.items()
+                if models or index not in self._contacted}
         if not todo:
             return {}
+        self._contacted.update(todo)
         with ThreadPoolExecutor(max_workers=len(todo)) as threads:
             futures = {index: threads.submit(self.members[index].prepare, models)
                        for index, models in todo.items()}
@@ -187,20 +195,26 @@ class PoolBackend:
             for gone, why in lost.items():
                 if gone in self.alive:
                     self.alive.remove(gone)
-                self.notify(f"lost {self.labels[gone]} ({why}); its unfinished work moves to "
-                             f"the {len(self.alive)} member(s) left")
                 error = why
             if not self.alive:
                 raise error
+            for why in lost.values():  # the run goes on: the error's own fix is not ours
+                cause = str(why).split(" Fix:")[0].split("; what finished is saved")[0]
+                self.notify(f"{cause.rstrip('.')}; its unfinished work moves to the "
+                            f"{len(self.alive)} member(s) left")
             # Every adapter of a lost member moves, its finished ones too: a later stage (the
             # perplexity after the answers) must find each adapter at a live home. Balanced by
             # adapters per member, as at the start.
             homeless = [m for m in self._models if m.kind == "adapter"
                         and self.homes.get(m.key) not in self.alive]
             loads = Counter(self.homes[k] for k in self.homes if self.homes[k] in self.alive)
-            self.homes.update(place_adapters(
-                homeless, [loads.get(i, 0) for i in range(len(self.members))], self.alive))
+            moved = place_adapters(homeless, [loads.get(i, 0) for i in range(len(self.members))],
+                                   self.alive)
+            self.homes.update(moved)
             lost = self._prepare_members({i: self._served_by(i) for i in self.alive})
+            if self.recheck is not None and not lost:
+                for receiver in sorted(set(moved.values())):
+                    self.recheck(self.members[receiver], self._served_by(receiver))
         return self._route(moving)
 
     # -- running -----------------------------------------------------------------------
@@ -209,60 +223,45 @@ class PoolBackend:
                 ) -> Iterator[A]:
         """Run ``requests`` on the members, one thread per batch, yielding each result once,
         as it arrives; a lost member's unfinished requests move to the others."""
-        events: queue.Queue[_Result[A] | _Done | _Failed] = queue.Queue()
-        stop = threading.Event()
-        remaining: dict[str, Q] = {r.key: r for r in requests}
-        where: dict[str, int] = {}
-        worker_member: list[int] = []
-
-        def work(worker: int, member: Backend, batch: list[Q]) -> None:
-            try:
-                for result in run(member, batch):
-                    events.put(_Result(worker, result))
-                    if stop.is_set():
-                        return
-            except BaseException as exc:  # handed to the consuming thread, which decides
-                events.put(_Failed(worker, exc))
-            else:
-                events.put(_Done(worker))
-
-        def launch(routed: dict[int, list[Q]]) -> None:
-            for index, batch in routed.items():
-                where.update((r.key, index) for r in batch)
-                worker_member.append(index)
-                threading.Thread(target=work, args=(len(worker_member) - 1,
-                                                    self.members[index], batch),
-                                 name=f"pool-{self.labels[index]}", daemon=True).start()
-
-        launch(self._route(requests))
-        running = len(worker_member)
+        stage: _Stage[Q, A] = _Stage(self, run, {r.key: r for r in requests})
+        stage.launch(self._route(requests))
         try:
-            while running:
-                event = _next(events)
+            while stage.running and stage.remaining:
+                event = _next(stage.events)
                 if isinstance(event, _Result):
-                    key = event.result.request.key
-                    if remaining.pop(key, None) is not None:  # a moved request counts once
-                        yield event.result
+                    if stage.remaining.pop(event.result.request.key, None) is not None:
+                        yield event.result  # a moved request counts once
                     continue
-                running -= 1
-                member = worker_member[event.worker]
-                error = event.error if isinstance(event, _Failed) else None
-                if error is not None and not isinstance(error, BackendLostError):
-                    raise error
-                moving = [r for key, r in remaining.items() if where[key] == member]
-                if isinstance(error, BackendLostError) and member in self.alive:
-                    routed = self._lose(member, error, moving)
-                elif member not in self.alive and moving:  # lost while others took over
-                    routed = self._route(moving)
-                else:
-                    continue
-                launch(routed)
-                running += len(routed)
-            if remaining:
-                raise BackendError(f"{len(remaining)} request(s) got no result from the "
+                try:
+                    routed = self._after(stage, event)
+                except BaseException:
+                    yield from stage.queued()
+                    raise
+                stage.launch(routed)
+            if stage.remaining:
+                raise BackendError(f"{len(stage.remaining)} request(s) got no result from the "
                                    f"{self.name} backend's members")
         finally:
-            stop.set()
+            stage.stop.set()
+
+    def _after(self, stage: _Stage[Q, A], event: _Done | _Failed) -> dict[int, list[Q]]:
+        """A worker has ended: where its member's unfinished requests go now (none: nowhere).
+
+        Raises:
+            Exception: a live member's failure that is not a loss (the stage stops), or
+                ``BackendLostError`` when no member is left.
+        """
+        stage.running -= 1
+        member = stage.worker_member[event.worker]
+        error = event.error if isinstance(event, _Failed) else None
+        moving = [r for key, r in stage.remaining.items() if stage.where[key] == member]
+        if member in self.alive and error is not None:
+            if not isinstance(error, BackendLostError):
+                raise error
+            return self._lose(member, error, moving)
+        if member not in self.alive:  # lost while others took over: its last ones move too
+            return self._route(moving) if moving else {}
+        return {}
 
     def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
         """Each request on its model's member; results as they finish, from all members."""
@@ -282,6 +281,54 @@ class PoolBackend:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+class _Stage(Generic[Q, A]):
+    """One ``_spread``: its workers (a thread per batch), their events, what is still owed."""
+
+    def __init__(self, pool: PoolBackend, run: Callable[[Backend, list[Q]], Iterator[A]],
+                 remaining: dict[str, Q]) -> None:
+        self.pool = pool
+        self.run = run
+        self.remaining = remaining
+        self.events: queue.Queue[_Result[A] | _Done | _Failed] = queue.Queue()
+        self.stop = threading.Event()
+        self.where: dict[str, int] = {}
+        """Request key -> the member it was last sent to."""
+        self.worker_member: list[int] = []
+        self.running = 0
+
+    def launch(self, routed: dict[int, list[Q]]) -> None:
+        """A worker thread for each member's batch."""
+        for index, batch in routed.items():
+            self.where.update((r.key, index) for r in batch)
+            self.worker_member.append(index)
+            self.running += 1
+            threading.Thread(target=self._work, args=(len(self.worker_member) - 1,
+                                                      self.pool.members[index], batch),
+                             name=f"pool-{self.pool.labels[index]}", daemon=True).start()
+
+    def _work(self, worker: int, member: Backend, batch: list[Q]) -> None:
+        try:
+            for result in self.run(member, batch):
+                self.events.put(_Result(worker, result))
+                if self.stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the consuming thread, which decides
+            self.events.put(_Failed(worker, exc))
+        else:
+            self.events.put(_Done(worker))
+
+    def queued(self) -> Iterator[A]:
+        """Results other workers have delivered already: kept when the stage stops."""
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, _Result) and self.remaining.pop(event.result.request.key,
+                                                                 None) is not None:
+                yield event.result
 
 
 def _next(events: queue.Queue[_Result[A] | _Done | _Failed]) -> _Result[A] | _Done | _Failed:

@@ -81,10 +81,22 @@ class RayMember:
         self.label = label
         self.models = list(models)
         self.pid: int | None = None
+        self.busy = False
+        """Whether a stream is under way (an actor runs one call at a time)."""
+        self.why = ""
+        """Why the actor died, as Ray says (its first line)."""
 
     def prepare(self, models: Sequence[ModelSpec]) -> None:
-        if self.pid is None:
+        if self.pid is not None:
+            return
+        try:
             self.pid = self._get(self.actor.prepare.remote(self.models))
+        except BackendLostError:
+            raise UserError(f"{self.label} could not start its engine ({self.why}). Fix: "
+                            "check that every node has evalharness and its engine's extra "
+                            "installed and can read the base model and adapter folders (Ray's "
+                            "worker logs, e.g. /tmp/ray/session_latest/logs on the node, say "
+                            "why).") from None
 
     def _get(self, ref: Any) -> Any:
         import ray
@@ -92,20 +104,26 @@ class RayMember:
         try:
             return ray.get(ref)
         except ray.exceptions.RayActorError as exc:
-            raise BackendLostError(f"{self.label} died ({type(exc).__name__}); what finished is "
-                              "saved") from None
-        except ray.exceptions.RayTaskError as exc:
+            raise self._lost(exc) from None
+        except ray.exceptions.RayTaskError as exc:  # our own error inside the actor, as raised
             raise exc.cause if isinstance(exc.cause, Exception) else exc from None
+
+    def _lost(self, error: Exception) -> BackendLostError:
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        self.why = type(error).__name__ + (f": {first}" if first else "")
+        return BackendLostError(f"{self.label} died ({self.why}); what finished is saved")
 
     def _stream(self, refs: Any) -> Iterator[Any]:
         import ray
 
+        self.busy = True
         try:
-            for ref in refs:
+            for ref in refs:  # the stream itself raises when the actor dies between results
                 yield self._get(ref)
         except ray.exceptions.RayActorError as exc:
-            raise BackendLostError(f"{self.label} died ({type(exc).__name__}); what finished is "
-                              "saved") from None
+            raise self._lost(exc) from None
+        finally:
+            self.busy = False
 
     def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
         refs = self.actor.generate.options(num_returns="streaming").remote(list(requests), gen)
@@ -116,11 +134,14 @@ class RayMember:
             list(requests)))
 
     def close(self) -> None:
+        """End the engine, then the actor. An actor still in a stream (the run stopped on
+        another member's error, or Ctrl-C) would take the close call only after its batch, so
+        it is killed at once; its engine processes go with the worker's process group."""
         import ray
 
-        # A dead actor has nothing left to end; the kill below makes sure.
-        with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
-            ray.get(self.actor.close.remote(), timeout=120)
+        if not self.busy:
+            with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
+                ray.get(self.actor.close.remote(), timeout=60)
         ray.kill(self.actor)
 
 
@@ -171,8 +192,11 @@ class RayBackend:
     def _connect(self, ray: Any) -> None:
         address = self.options.ray_address or os.environ.get("RAY_ADDRESS")
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING, configure_logging=False)
+            # "local": a fresh instance for this run, even where `ray start` left one running
+            # (Ray's own default would join it); `--ray-address auto` joins that one.
+            ray.init(address=address or "local", include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING,
+                     configure_logging=False)
         except (ConnectionError, ray.exceptions.RaySystemError, ValueError) as exc:
             raise UserError(f"cannot join the Ray cluster at {address}: {exc}. Fix: check "
                             "the address (ray://HOST:10001 for a remote client, HOST:6379 on "
@@ -180,18 +204,30 @@ class RayBackend:
         self._started_ray = address is None
 
     def _check_room(self, ray: Any, count: int, gpus: int) -> None:
-        """Refuse a request for more actors than the cluster can place (they would wait
-        for resources forever)."""
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        room, unit = (gpus, "GPU") if gpus else (cpus, "CPU")
-        if count > room:
+        """Refuse a request for more actors than the cluster has free (they would wait for
+        resources, silently, until others' work ends)."""
+        unit = "GPU" if gpus else "CPU"
+        total = int(ray.cluster_resources().get(unit, 0))
+        free = int(ray.available_resources().get(unit, 0))
+        if count > free:
             raise UserError(f"--ray-actors {count} needs {count} {unit}s, and the Ray cluster "
-                            f"has {room}. Fix: lower --ray-actors, or add nodes.")
+                            f"has {free} free of {total}. Fix: lower --ray-actors, wait for "
+                            "the cluster's other work, or add nodes.")
 
     def assignments(self) -> Sequence[tuple[Any, Sequence[ModelSpec]]]:
         """Each actor with the models it serves (the serving self-check's unit)."""
         assert self._pool is not None
         return self._pool.assignments()
+
+    @property
+    def recheck(self) -> Callable[[Any, Sequence[ModelSpec]], object] | None:
+        """The pool's check of an actor that adapters moved to (see ``PoolBackend``)."""
+        return self._pool.recheck if self._pool is not None else None
+
+    @recheck.setter
+    def recheck(self, check: Callable[[Any, Sequence[ModelSpec]], object] | None) -> None:
+        assert self._pool is not None, "set after prepare"
+        self._pool.recheck = check
 
     def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
         assert self._pool is not None

@@ -273,8 +273,9 @@ class FakeOpenAIServer:
             self._server = None
 
     def kill(self) -> None:
-        """Die as a killed server does: stop listening and drop every connection still open
-        (a keep-alive connection would otherwise go on being served by its thread)."""
+        """Die as a killed server does: stop listening, and drop every request that arrives
+        from now on, on connections already open too (a keep-alive connection would otherwise
+        go on being served by its thread). Requests already admitted are still answered."""
         self._state.dead = True
         self.stop()
 

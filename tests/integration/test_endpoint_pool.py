@@ -95,7 +95,8 @@ def test_a_server_killed_mid_run_has_its_work_moved_and_nothing_is_lost(  # type
     doomed_url = doomed.base_url
     spread = _generate(cli, kit, tmp_path / "two", *(s.base_url for s in servers))
     assert spread.code == 0, spread.text
-    assert f"lost endpoint {doomed_url}" in " ".join(spread.err.split())
+    assert (f"lost the endpoint {doomed_url} mid-run; its unfinished work moves to the 1 "
+            "member(s) left") in " ".join(spread.err.split())
     assert _answers(tmp_path / "two") == _answers(tmp_path / "one")
     # The survivor took over the dead server's adapters: it loaded all four.
     assert sorted(servers[0].loads) == sorted(one.loads)
@@ -115,7 +116,9 @@ def test_every_server_lost_stops_with_what_finished_saved_and_a_rerun_resumes(  
     stopped = _generate(cli, kit, tmp_path / "runs", *(s.base_url for s in servers))
     assert stopped.code == 2, stopped.text
     text = " ".join(stopped.err.split())
-    assert "what finished is saved" in text and "Traceback" not in text
+    (error,) = text.split("error: ")[1:]
+    assert "what finished is saved" in error and "rerun to resume" in error
+    assert "Traceback" not in text
     saved = _answers(tmp_path / "runs")
     assert 0 < len(saved) < 5 * 32
     fresh = [FakeOpenAIServer(answer, models=[BASE]).start() for _ in range(2)]

@@ -4,8 +4,10 @@ tests/integration/test_endpoint_pool.py and tests/vllm/."""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -28,12 +30,15 @@ class DyingMember(FakeBackend):
     """A scripted member whose server dies after ``lives`` results."""
 
     lives: int = 10**9
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """A member that took over work runs two batches at once, in two threads."""
 
     def generate(self, requests: Sequence[GenRequest], gen: GenConfig) -> Iterator[Generation]:
         for result in super().generate(requests, gen):
-            if self.lives <= 0:
-                raise BackendLostError("lost the endpoint (scripted)")
-            self.lives -= 1
+            with self.lock:
+                if self.lives <= 0:
+                    raise BackendLostError("lost the endpoint (scripted)")
+                self.lives -= 1
             yield result
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[Scored]:
@@ -59,14 +64,23 @@ def test_adapters_of_a_lost_member_serve_the_next_stage_where_they_moved() -> No
     notes: list[str] = []
     pool = PoolBackend("fake", members, ["m0", "m1", "m2"], notify=notes.append)
     pool.prepare(MODELS)
+    rechecked: list[tuple[int, set[str]]] = []
+    pool.recheck = lambda member, served: rechecked.append(
+        (members.index(member), {m.name for m in served if m.kind == "adapter"}))
     # Placement: four adapters over three members, each on one member only.
     assert sorted(pool.homes.values()) == [0, 0, 1, 2]
     lost_adapters = {m.name for m in ADAPTERS if pool.homes[m.key] == 1}
-    answers = {g.request.key: g.text for g in pool.generate(_gen_requests(), GenConfig())}
+    results = list(pool.generate(_gen_requests(), GenConfig()))
+    assert max(Counter(g.request.key for g in results).values()) == 1, "a result came twice"
+    answers = {g.request.key: g.text for g in results}
     expected = {g.request.key: g.text for g in FakeBackend().generate(_gen_requests(),
                                                                        GenConfig())}
-    assert answers == expected, "every request answered once, as one member answers"
-    assert len(notes) == 1 and notes[0].startswith("lost m1")
+    assert answers == expected, "every request answered, as one member answers"
+    assert notes == ["lost the endpoint (scripted); its unfinished work moves to the 2 "
+                     "member(s) left"]
+    # With the self-check on, the member given the moved adapter is checked again with it.
+    (receiver, adapters), = rechecked
+    assert receiver in (0, 2) and lost_adapters <= adapters
     assert pool.alive == [0, 2]
     assert all(home in (0, 2) for home in pool.homes.values())
     # Its finished adapter got a new home too, prepared before any request could reach it.
@@ -85,6 +99,7 @@ def test_every_member_lost_raises_after_delivering_what_finished() -> None:
     with pytest.raises(BackendLostError, match="scripted"):
         for result in pool.generate(_gen_requests(), GenConfig()):
             delivered.append(result.request.key)
+    # Every result a member delivered before the last one was lost is handed on, once.
     assert len(delivered) == len(set(delivered)) == 10
 
 

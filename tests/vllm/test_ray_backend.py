@@ -85,7 +85,8 @@ def test_a_killed_actor_has_its_work_moved_and_perplexity_matches(  # type: igno
     _, err = process.communicate(timeout=600)
     assert killed is not None, "the run ended before an actor could be killed"
     assert process.returncode == 0, err[-3000:]
-    assert "lost Ray actor" in " ".join(err.split())
+    assert "died (ActorDiedError" in " ".join(err.split())
+    assert "its unfinished work moves to the 1 member(s) left" in " ".join(err.split())
     assert _answers(root) == _answers(tmp_path / "local")
     assert _actor_processes() == []
     # Perplexity through the actors: the NLLs of the local engine.
