@@ -123,8 +123,8 @@ class PoolBackend:
     # -- placement ---------------------------------------------------------------------
 
     def prepare(self, models: Sequence[ModelSpec]) -> None:
-        """Give each adapter a home (spread evenly by count; the real weights come with the
-        requests) and prepare every member, all at once, with its adapters and the rest."""
+        """Give each adapter a home (evenly, by count) and prepare every member at once with
+        its adapters and the models every member serves (the baseline)."""
         self._models = list(models)
         adapters = [m for m in models if m.kind == "adapter"]
         self.homes = place_adapters(adapters, [0] * len(self.members), self.alive)
