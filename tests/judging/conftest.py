@@ -8,7 +8,11 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import typer
+from click.testing import Result
+from typer.testing import CliRunner
 
+from evalharness.judging.cli import register
 from evalharness.judging.config import JudgeConfig, default_judges_root, load_judge
 from evalharness.pipeline import answer_key
 from evalharness.prompts import load_prompt_set
@@ -74,6 +78,24 @@ def judge_for(server: FakeOpenAIServer, api_key: str) -> JudgeFactory:
 
 
 MakeRun = Callable[..., RunDir]
+JudgeCli = Callable[..., Result]
+
+
+@pytest.fixture
+def judge_cli(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> JudgeCli:
+    """``evalharness judge RUN`` in-process against the fake server: ``judge_cli(run,
+    *options, runs_root=None)`` (URL, model and runs root filled in; the key is a dummy)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    monkeypatch.setenv("COLUMNS", "250")
+    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+    register(app)
+
+    def invoke(run: RunDir, *options: str, runs_root: Path | None = None) -> Result:
+        return CliRunner().invoke(app, [
+            "judge", str(run.path), "--judge-url", server.base_url, "--judge-model",
+            "fake-judge", "--runs-root", str(runs_root or run.path.parent), *options])
+
+    return invoke
 
 
 @pytest.fixture

@@ -10,12 +10,9 @@ from collections import Counter
 from collections.abc import Mapping
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from evalharness.errors import UserError
 from evalharness.judging.base import Outcome
-from evalharness.judging.cli import register
 from evalharness.judging.config import JudgeConfig, default_judges_root, load_judge
 from evalharness.judging.stage import JudgeOptions, judge_run
 from evalharness.judging.templates import GameText
@@ -23,7 +20,7 @@ from evalharness.schema import Judgment, Winner
 from evalharness.stats.noise import noise_floor
 from evalharness.store import JUDGMENTS, JsonlLog, RunDir
 from tests.fakes.openai_server import FakeOpenAIServer, answers_in
-from tests.judging.conftest import JudgeFactory, MakeRun, binary
+from tests.judging.conftest import JudgeCli, JudgeFactory, MakeRun, binary
 
 FENCE = re.compile(r"<<<ANSWER A id=(\w+)>>>")
 Flips = Mapping[tuple[str, str, bool], Winner]
@@ -183,19 +180,13 @@ def test_repeats_of_an_offline_judge_are_refused_before_anything_is_written(
 
 
 def test_judge_command_prints_the_noise_floor(server: FakeOpenAIServer, make_run: MakeRun,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "unused")
-    monkeypatch.setenv("COLUMNS", "200")
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-    register(app)
+                                              judge_cli: JudgeCli) -> None:
     server.responder = binary
     run = make_run(_games(3))
-    args = ["judge", str(run.path), "--judge-url", server.base_url, "--judge-model",
-            "fake-judge", "--runs-root", str(run.path.parent)]
-    refused = CliRunner().invoke(app, [*args, "--repeat-sample", "2"])
+    refused = judge_cli(run, "--repeat-sample", "2")
     assert isinstance(refused.exception, UserError) and server.n_calls == 0
     assert "Fix: add --repeats K" in str(refused.exception)
-    result = CliRunner().invoke(app, [*args, "--repeats", "2", "--repeat-sample", "2"])
+    result = judge_cli(run, "--repeats", "2", "--repeat-sample", "2")
     assert result.exit_code == 0, result.output
     assert server.n_calls == 6 + 2 * 2 * 2
     out = " ".join(result.output.split())

@@ -8,18 +8,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from evalharness.errors import UserError
-from evalharness.judging.cli import register
 from evalharness.judging.config import default_judges_root, load_judge
 from evalharness.judging.prices import Price, parse_price
 from evalharness.judging.stage import judge_run
 from evalharness.schema import Judgment
 from evalharness.store import JUDGMENTS, JsonlLog
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
-from tests.judging.conftest import JudgeFactory, MakeRun
+from tests.judging.conftest import JudgeCli, JudgeFactory, MakeRun
 
 HOSTED = (0.00015, 0.0006)
 """The shipped judges' prices (USD per 1k input, output tokens)."""
@@ -116,28 +113,21 @@ def test_judgments_on_a_local_endpoint_cost_what_it_was_priced(
 
 
 def test_judge_command_prices_and_says_where_prices_came_from(
-        server: FakeOpenAIServer, make_run: MakeRun, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "unused")
-    monkeypatch.setenv("COLUMNS", "250")
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-    register(app)
+        server: FakeOpenAIServer, make_run: MakeRun, judge_cli: JudgeCli) -> None:
     server.responder = lambda call: Reply("[[A]]", prompt_tokens=1000, completion_tokens=1000)
     run = make_run(_games(1))
-    args = ["judge", str(run.path), "--judge-url", server.base_url, "--judge-model",
-            "fake-judge", "--runs-root", str(run.path.parent)]
 
-    bad = CliRunner().invoke(app, [*args, "--judge-price", "0.1"])
+    bad = judge_cli(run, "--judge-price", "0.1")
     assert isinstance(bad.exception, UserError) and server.n_calls == 0
     assert "Fix: e.g. --judge-price 0.00015,0.0006" in str(bad.exception)
 
-    result = CliRunner().invoke(app, [*args, "--judge-price", "0.5,1.5"])
+    result = judge_cli(run, "--judge-price", "0.5,1.5")
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "estimated cost now: $4.0000 (prices: --judge-price)" in out  # 2 x (0.5 + 1.5)
 
     unpriced = make_run(_games(1))
-    again = CliRunner().invoke(app, ["judge", str(unpriced.path), *args[2:-2], "--runs-root",
-                                     str(unpriced.path / "none")])
+    again = judge_cli(unpriced, runs_root=unpriced.path / "none")
     assert again.exit_code == 0, again.output
     out = " ".join(again.output.split())
     assert f"estimated cost now: $0.0000 (prices: unpriced endpoint {server.base_url}: 0 " \

@@ -9,11 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from evalharness.errors import JudgeError
-from evalharness.judging.cli import register
 from evalharness.judging.config import check_judge, default_judges_root, load_judge
 from evalharness.judging.stage import JudgeOptions, judge_run
 from evalharness.schema import Judgment
@@ -21,7 +18,7 @@ from evalharness.stats.current import current_judgments, superseded
 from evalharness.stats.summary import dedupe, summarize
 from evalharness.store import JUDGMENTS, JsonlLog, RunDir
 from tests.fakes.openai_server import Call, FakeOpenAIServer, Fault, Reply, answers_in
-from tests.judging.conftest import JudgeFactory, MakeRun, binary
+from tests.judging.conftest import JudgeCli, JudgeFactory, MakeRun, binary
 
 UNREADABLE = "Both have merit; I will not pick one."
 FENCE = re.compile(r"<<<ANSWER A id=(\w+)>>>")
@@ -170,21 +167,15 @@ def test_a_judge_that_samples_keeps_its_own_temperature_on_retries(
 
 
 def test_judge_command_retry_invalid(server: FakeOpenAIServer, make_run: MakeRun,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "unused")
-    monkeypatch.setenv("COLUMNS", "200")
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-    register(app)
+                                     judge_cli: JudgeCli) -> None:
     server.responder = _broken
     run = make_run(_games(4))
-    args = ["judge", str(run.path), "--judge-url", server.base_url, "--judge-model",
-            "fake-judge", "--runs-root", str(run.path.parent)]
-    failed = CliRunner().invoke(app, args)
+    failed = judge_cli(run)
     # p0, p1: 4 games x 3 replies (invalid_retries: 2); p2: 2 rejections; p3: 2 games.
     assert failed.exit_code != 0 and server.n_calls == 4 * 3 + 2 + 2
     server.responder = binary
     before = server.n_calls
-    result = CliRunner().invoke(app, [*args, "--retry-invalid"])
+    result = judge_cli(run, "--retry-invalid")
     assert result.exit_code == 0, result.output
     assert server.n_calls - before == 4 + 2
     assert "re-judged: 4 games stored invalid; their new judgments supersede" in result.output
