@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import read_jsonl
+from tests.process_table import TAG_VARIABLE, new_tag, tagged_processes, wait_until_gone
 from tests.vllm.conftest import VLLM_ENV
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -33,15 +34,16 @@ def _answers(root: Path) -> dict[tuple[str, str], tuple[str, int]]:
     return {(r["model"], r["prompt_id"]): (r["text"], r["n_tokens"]) for r in records}
 
 
-def _actor_processes() -> list[int]:
-    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True,
-                             check=True).stdout
-    return [int(line.split()[0]) for line in listing.splitlines()
-            if "ray::EngineActor" in line and "ps -eo" not in line]
+def _actors(tag: dict[str, str]) -> list[int]:
+    """Process ids of the engine actors among the processes a test's command started."""
+    return [int(line.split(":")[0]) for line in tagged_processes(tag)
+            if "ray::EngineActor" in line]
 
 
 def test_vllm_actors_answer_as_the_local_engine_under_the_same_keys(  # type: ignore[no-untyped-def]
-        kit, run_cli_subprocess, tmp_path: Path) -> None:
+        kit, run_cli_subprocess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tag = new_tag()
+    monkeypatch.setenv(TAG_VARIABLE, tag[TAG_VARIABLE])  # the Ray instance and its workers too
     args = ("generate", "baseline", *(kit.adapter(m) for m in MODELS), "--prompts",
             kit.prompts, "--max-new-tokens", "16")
     local = run_cli_subprocess(*args, "--backend", "vllm", "--runs-root", tmp_path / "local")
@@ -54,7 +56,7 @@ def test_vllm_actors_answer_as_the_local_engine_under_the_same_keys(  # type: ig
     manifest = json.loads((_only_run(tmp_path / "ray") / "manifest.json").read_text())
     assert manifest["backend"] == "ray" and manifest["engine"] == "vllm:default"
     assert manifest["serving_check"].startswith("adapter effect"), "each actor was checked"
-    assert _actor_processes() == [], "an actor outlived the run"
+    assert wait_until_gone(tag, 60) == [], "an actor, engine or Ray process outlived the run"
     # Same keys: the Ray run finds the local run's answers and starts nothing.
     again = run_cli_subprocess(*args, "--backend", "ray", "--ray-actors", "2",
                                "--runs-root", tmp_path / "local")
@@ -72,14 +74,15 @@ def test_a_killed_actor_has_its_work_moved_and_perplexity_matches(  # type: igno
     root = tmp_path / "ray"
     command = [sys.executable, "-m", "evalharness", *map(str, args), "--backend", "ray",
                "--ray-engine", "hf", "--ray-actors", "2", "--runs-root", str(root)]
-    process = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, **VLLM_ENV},
+    tag = new_tag()
+    process = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, **VLLM_ENV, **tag},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     deadline = time.monotonic() + 300
     while killed is None and process.poll() is None and time.monotonic() < deadline:
         answers = list(root.glob("*/answers.jsonl"))
         if answers and len(answers[0].read_text().splitlines()) >= 4:
-            killed = _actor_processes()[0]
+            killed = _actors(tag)[0]
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.05)
     _, err = process.communicate(timeout=600)
@@ -88,7 +91,7 @@ def test_a_killed_actor_has_its_work_moved_and_perplexity_matches(  # type: igno
     assert "died (ActorDiedError" in " ".join(err.split())
     assert "its unfinished work moves to the 1 member(s) left" in " ".join(err.split())
     assert _answers(root) == _answers(tmp_path / "local")
-    assert _actor_processes() == []
+    assert wait_until_gone(tag, 60) == [], "an actor or Ray process outlived the run"
     # Perplexity through the actors: the NLLs of the local engine.
     ppl = ("ppl", "baseline", kit.adapter("qv-r8"), "--data", kit.eval_data)
     local_ppl = run_cli_subprocess(*ppl, "--backend", "hf", "--runs-root", tmp_path / "p1")
